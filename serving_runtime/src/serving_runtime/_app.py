@@ -1,0 +1,44 @@
+"""Assemble the layers into one WSGI application."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ._config import find_config, load_config
+from ._dataplane import DataPlane
+from ._http import App
+from ._logs import JsonLog
+from ._metrics import Metrics
+from ._registry import Registry, plan_from_config
+from ._settings import HttpSettings
+from ._sync import PlanStore
+
+
+def create_app(
+    config_path: str | Path | None = None,
+    settings: HttpSettings | None = None,
+    state_dir: str | Path | None = None,
+) -> App:
+    """Load every configured model and version (self-tests included) and return the app.
+
+    Call it before forking workers so they share the loaded models; `state_dir` is where the
+    workers share run-time changes (a new temporary folder by default).
+    """
+    path = Path(config_path) if config_path is not None else find_config()
+    config = load_config(path)
+    log = JsonLog()
+    registry = Registry(config.root)
+    registry.on_change.append(lambda event, fields: _log_change(log, event, fields))
+    registry.apply(plan_from_config(config))
+    folder = Path(state_dir) if state_dir is not None else Path(tempfile.mkdtemp(prefix="lls-"))
+    store = PlanStore(folder)
+    store.write(registry.plan)
+    metrics = Metrics(lambda: registry.snapshot)
+    return App(DataPlane(registry, store, log), metrics, log, settings or HttpSettings())
+
+
+def _log_change(log: JsonLog, event: str, fields: dict[str, Any]) -> None:
+    level = "error" if event == "version_failed" else "info"
+    log.event(level, event, **{k: v for k, v in fields.items() if v is not None})

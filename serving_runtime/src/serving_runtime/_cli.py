@@ -1,0 +1,263 @@
+"""`serving-runtime`: serve a service's models, self-test them, and change them at run time.
+
+The only module that prints or exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ._config import find_config, load_config
+from ._errors import ModelLoadError, ServingRuntimeError
+from ._model import import_class
+from ._version import __version__
+
+EXIT_FAILED = 1  # self-tests missed, a server answered with an error
+EXIT_USAGE = 2  # bad configuration or arguments
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"SERVING_RUNTIME_{name}", default)
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="serving-runtime",
+        description="Serve, self-test and manage the models of an lls service. Run it inside "
+        "the service repository (it finds models.yaml there) or pass --config.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="load every model, then serve HTTP until SIGTERM")
+    _config_flag(serve)
+    serve.add_argument(
+        "--bind",
+        action="append",
+        help="HOST:PORT to listen on, repeatable [$SERVING_RUNTIME_BIND, 127.0.0.1:8080]",
+    )
+    for name, default, text in (
+        ("workers", "2", "worker processes (one per core is usual)"),
+        ("threads", "2", "threads per worker"),
+        ("timeout", "30", "seconds before a silent worker is restarted"),
+        ("graceful-timeout", "30", "seconds in-flight requests get to finish on SIGTERM"),
+        ("keepalive", "75", "seconds an idle keep-alive connection is kept"),
+        ("max-requests", "0", "restart a worker after this many requests (0: never)"),
+        ("max-body-bytes", str(1024 * 1024), "largest request body accepted"),
+    ):
+        env = name.upper().replace("-", "_")
+        serve.add_argument(
+            f"--{name}",
+            type=int,
+            default=int(_env(env, default)),
+            help=f"{text} [$SERVING_RUNTIME_{env}, {default}]",
+        )
+    serve.add_argument(
+        "--log-features",
+        action="store_true",
+        default=_flag(_env("LOG_FEATURES", "")),
+        help="write each request's features in its log line [$SERVING_RUNTIME_LOG_FEATURES]",
+    )
+    serve.add_argument(
+        "--no-preload",
+        action="store_true",
+        default=_flag(_env("NO_PRELOAD", "")),
+        help="load the models in each worker instead of once before fork "
+        "(for libraries that are not fork-safe) [$SERVING_RUNTIME_NO_PRELOAD]",
+    )
+    serve.add_argument(
+        "--admin-token",
+        default=_env("ADMIN_TOKEN", "") or None,
+        help="token for /admin calls from other hosts; without it only this host may "
+        "call them [$SERVING_RUNTIME_ADMIN_TOKEN]",
+    )
+
+    selftest = commands.add_parser(
+        "selftest", help="load every model version and check its test_data; exit 1 on a miss"
+    )
+    _config_flag(selftest)
+    selftest.add_argument("--model", help="only this model id")
+
+    check = commands.add_parser("check", help="validate models.yaml and import every class")
+    _config_flag(check)
+
+    models = commands.add_parser("models", help="list a running server's models and versions")
+    _url_flag(models)
+
+    admin = commands.add_parser("admin", help="change a running server's models")
+    ops = admin.add_subparsers(dest="operation", required=True, metavar="OPERATION")
+    for op, text in (
+        ("promote", "make VERSION the primary (it must be loaded and passing)"),
+        ("rollback", "go back to the previous primary"),
+        ("load", "load VERSION (and self-test it) without serving it"),
+        ("unload", "drop VERSION (not the primary)"),
+    ):
+        sub = ops.add_parser(op, help=text)
+        sub.add_argument("model_id", metavar="MODEL")
+        if op != "rollback":
+            sub.add_argument("version", metavar="VERSION")
+        if op == "load":
+            sub.add_argument("--artifact", help="artifact of a version not in models.yaml")
+            sub.add_argument("--class", dest="class_path", help="module:Class for that version")
+        _url_flag(sub)
+        sub.add_argument(
+            "--token",
+            default=_env("ADMIN_TOKEN", "") or None,
+            help="[$SERVING_RUNTIME_ADMIN_TOKEN]",
+        )
+    return parser
+
+
+def _config_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, help="models.yaml to use [$SERVING_RUNTIME_CONFIG, found upward]"
+    )
+
+
+def _url_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url",
+        default=_env("URL", "http://127.0.0.1:8080"),
+        help="the server [$SERVING_RUNTIME_URL, http://127.0.0.1:8080]",
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `serving-runtime` command."""
+    args = _parser().parse_args(argv)
+    try:
+        code = _COMMANDS[args.command](args)
+    except ServingRuntimeError as exc:
+        print(f"serving-runtime: error: {exc}", file=sys.stderr)
+        code = EXIT_USAGE
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ._server import serve
+    from ._settings import HttpSettings, ServerSettings
+
+    config = args.config or find_config()
+    load_config(config)  # a bad file is reported here, before any worker starts
+    binds = args.bind or _env("BIND", "127.0.0.1:8080").split(",")
+    server = ServerSettings(
+        bind=tuple(binds),
+        workers=args.workers,
+        threads=args.threads,
+        timeout=args.timeout,
+        graceful_timeout=args.graceful_timeout,
+        keepalive=args.keepalive,
+        preload=not args.no_preload,
+        max_requests=args.max_requests,
+    )
+    http = HttpSettings(args.max_body_bytes, args.log_features, args.admin_token)
+    serve(config.resolve(), server, http)
+    return 0
+
+
+def _selftest(args: argparse.Namespace) -> int:
+    from ._registry import Registry, plan_from_config
+    from ._report import failed_versions, failure_table, summary_lines
+
+    config = load_config(args.config or find_config())
+    plan = plan_from_config(config)
+    if args.model is not None:
+        if args.model not in plan:
+            raise ServingRuntimeError(f"no model {args.model!r} in {', '.join(plan)}")
+        plan = {args.model: plan[args.model]}
+    registry = Registry(config.root)
+    registry.apply(plan)
+    print("\n".join(summary_lines(registry.snapshot)))
+    failed = failed_versions(registry.snapshot)
+    for entry, version in failed:
+        print("\n" + failure_table(entry, version))
+    return EXIT_FAILED if failed else 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    path = args.config or find_config()
+    config = load_config(path)
+    problems = []
+    for model_id, model in config.models.items():
+        for version in model.versions:
+            try:
+                import_class(model.class_for(version), config.root)
+            except ModelLoadError as exc:
+                problems.append(f"{model_id} {version}: {exc}")
+            artifact = config.artifact_path(model_id, version)
+            if artifact is not None and not artifact.exists():
+                problems.append(f"{model_id} {version}: artifact {artifact} does not exist")
+    if problems:
+        raise ServingRuntimeError(f"{path}:\n  " + "\n  ".join(problems))
+    versions = sum(len(m.versions) for m in config.models.values())
+    print(f"{path}: {len(config.models)} model(s), {versions} version(s), all importable")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    listing = _call(args.url, "GET", "/models")
+    for model in listing["models"]:
+        print(f"{model['model_id']}  primary={model['primary']}")
+        for v in model["versions"]:
+            problem = f"  ({v['problem']})" if v.get("problem") else ""
+            print(f"  {v['version']:<12} {v['state']:<8}{problem}")
+    return 0
+
+
+def _admin(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {}
+    if args.operation != "rollback":
+        body["version"] = args.version
+    if args.operation == "load" and args.artifact:
+        body["artifact"] = args.artifact
+        if args.class_path:
+            body["class"] = args.class_path
+    path = f"/admin/models/{args.model_id}/{args.operation}"
+    result = _call(args.url, "POST", path, body, args.token)
+    print(f"{result['model_id']}: {args.operation} done; primary is now {result['primary']}")
+    return 0
+
+
+def _call(
+    url: str, method: str, path: str, body: Any = None, token: str | None = None
+) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None if body is None else orjson.dumps(body)
+    request = urllib.request.Request(url.rstrip("/") + path, data, headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            answer: dict[str, Any] = orjson.loads(response.read())
+            return answer
+    except urllib.error.HTTPError as exc:
+        try:
+            message = orjson.loads(exc.read())["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = exc.reason
+        raise ServingRuntimeError(f"{url}{path}: {exc.code} {message}") from None
+    except OSError as exc:
+        raise ServingRuntimeError(f"{url}: cannot reach the server ({exc})") from None
+
+
+_COMMANDS = {
+    "serve": _serve,
+    "selftest": _selftest,
+    "check": _check,
+    "models": _models,
+    "admin": _admin,
+}

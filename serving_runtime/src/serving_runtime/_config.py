@@ -1,0 +1,127 @@
+"""The service configuration, `models.yaml`: which models, which versions, which is primary.
+
+Typed and frozen; unknown keys are rejected; every error names the key that is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from ._errors import ConfigError
+
+CONFIG_FILENAME = "models.yaml"
+CONFIG_ENV = "SERVING_RUNTIME_CONFIG"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_CLASS_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def _name(value: Any) -> str:
+    # YAML reads `1:` or `primary: 2` as integers; versions are names, so accept and keep text.
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid name: use letters, digits, '.', '_' or '-' "
+            "(at most 63, starting with a letter or digit)"
+        )
+    return value
+
+
+def _class_path(value: Any) -> str:
+    if not isinstance(value, str) or not _CLASS_PATH.match(value):
+        raise ValueError(f"{value!r} is not of the form 'package.module:ClassName'")
+    return value
+
+
+Name = Annotated[str, BeforeValidator(_name)]
+ClassPath = Annotated[str, BeforeValidator(_class_path)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class VersionConfig(_Frozen):
+    """One version of a model: its artifact and, optionally, its own class."""
+
+    artifact: Path | None = None
+    class_path: ClassPath | None = Field(default=None, alias="class")
+
+
+class ModelConfig(_Frozen):
+    """One model: the class that serves it, its versions and the primary one."""
+
+    class_path: ClassPath = Field(alias="class")
+    primary: Name
+    versions: dict[Name, VersionConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _primary_is_a_version(self) -> ModelConfig:
+        if self.primary not in self.versions:
+            known = ", ".join(sorted(self.versions))
+            raise ValueError(f"primary {self.primary!r} is not one of the versions ({known})")
+        return self
+
+    def class_for(self, version: str) -> str:
+        """The `module:Class` that serves `version`."""
+        return self.versions[version].class_path or self.class_path
+
+
+class ServiceConfig(_Frozen):
+    """The whole `models.yaml`."""
+
+    models: dict[Name, ModelConfig] = Field(min_length=1)
+    root: Path = Field(default=Path("."), exclude=True)
+
+    def artifact_path(self, model_id: str, version: str) -> Path | None:
+        """The artifact of a configured version, resolved against the configuration's folder."""
+        artifact = self.models[model_id].versions[version].artifact
+        return None if artifact is None else self.root / artifact
+
+
+def find_config(start: Path | None = None) -> Path:
+    """The configuration to use: $SERVING_RUNTIME_CONFIG, else models.yaml here or above."""
+    if env := os.environ.get(CONFIG_ENV):
+        return Path(env)
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILENAME).is_file():
+            return folder / CONFIG_FILENAME
+    raise ConfigError(
+        f"no {CONFIG_FILENAME} in {here} or any folder above it; "
+        f"run inside a service repository, or pass --config (or set {CONFIG_ENV})"
+    )
+
+
+def load_config(path: Path) -> ServiceConfig:
+    """Read and validate a configuration file; a ConfigError names what is wrong and where."""
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with a 'models' key")
+    try:
+        config = ServiceConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_describe(exc)}") from None
+    return config.model_copy(update={"root": path.resolve().parent})
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        problems.append(f"{where}: {message}")
+    return "; ".join(problems)

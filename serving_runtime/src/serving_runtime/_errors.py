@@ -1,0 +1,118 @@
+"""Every error the runtime raises, rooted in one class.
+
+    ServingRuntimeError
+     ├── ConfigError              models.yaml is missing or wrong (names the bad key)
+     ├── ModelLoadError           a version's class could not be imported or its load() failed
+     └── RequestError             answered to a client; carries an HTTP status and a code
+          ├── BadRequest            400 malformed JSON, fields or features
+          ├── NotFound              404 unknown model, version or path
+          ├── MethodNotAllowed      405
+          ├── Conflict              409 an admin change that cannot apply (e.g. unload primary)
+          ├── PayloadTooLarge       413 body over the configured limit
+          ├── UnsupportedMediaType  415 body is not application/json
+          ├── Unprocessable         422 an admin load whose version fails to load or self-test
+          ├── PredictFailed         500 the model's predict() raised
+          ├── Forbidden             403 admin call without the token, from another host
+          └── NotReady              503 no serving version (yet)
+
+The statuses are plain integers: the core layers know no web framework.
+"""
+
+from __future__ import annotations
+
+
+class ServingRuntimeError(Exception):
+    """Root of every error raised by the serving runtime."""
+
+
+class ConfigError(ServingRuntimeError):
+    """The service configuration cannot be used; the message says where and why."""
+
+
+class ModelLoadError(ServingRuntimeError):
+    """A model version could not be imported or loaded."""
+
+
+class RequestError(ServingRuntimeError):
+    """An error answered to a client, with its HTTP status and a stable machine-readable code."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(RequestError):
+    """The request is malformed: JSON, fields or features."""
+
+    status = 400
+    code = "bad_request"
+
+
+class Forbidden(RequestError):
+    """An admin call without the right token, or from another host."""
+
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(RequestError):
+    """Unknown model, version or path."""
+
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(RequestError):
+    """The path exists but not for this method."""
+
+    status = 405
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, allowed: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allowed = allowed
+
+
+class Conflict(RequestError):
+    """An admin change that cannot apply to the current state."""
+
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(RequestError):
+    """The body is larger than the configured limit."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(RequestError):
+    """The body is not declared as JSON."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
+class Unprocessable(RequestError):
+    """An admin load of a version that fails to load or fails its self-tests."""
+
+    status = 422
+    code = "unprocessable"
+
+
+class PredictFailed(RequestError):
+    """The model's predict() raised; the worker goes on serving."""
+
+    status = 500
+    code = "predict_failed"
+
+
+class NotReady(RequestError):
+    """No version of the model can serve (yet)."""
+
+    status = 503
+    code = "not_ready"

@@ -1,0 +1,49 @@
+"""Structured logs: one JSON object per line on standard output."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+
+def _now() -> str:
+    return datetime.fromtimestamp(time.time(), UTC).isoformat(timespec="milliseconds")
+
+
+class JsonLog:
+    """Writes events as JSON lines, each in a single write so workers never interleave."""
+
+    def __init__(self, fd: int | None = None) -> None:
+        self._fd = sys.stdout.fileno() if fd is None else fd
+
+    def event(self, level: str, event: str, **fields: Any) -> None:
+        """Write one line: time, level, event name, then the fields."""
+        record = {"ts": _now(), "level": level, "event": event, "pid": os.getpid(), **fields}
+        line = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY, default=str) + b"\n"
+        with contextlib.suppress(OSError):  # a closed or full stdout never fails a request
+            os.write(self._fd, line)
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats stdlib logging records (Gunicorn's own, warnings) as the same JSON lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """One JSON object with the message and, when any, the traceback."""
+        data: dict[str, Any] = {
+            "ts": _now(),
+            "level": record.levelname.lower(),
+            "event": "log",
+            "pid": record.process,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            data["traceback"] = self.formatException(record.exc_info)
+        return orjson.dumps(data, default=str).decode()

@@ -1,0 +1,109 @@
+"""Prometheus metrics: request counters and latency by model, version and status, plus the
+state of every model version as the answering worker sees it.
+
+Under the prefork server the counters live in files shared by all workers (prometheus-client's
+multi-process mode, on when PROMETHEUS_MULTIPROC_DIR is set before this module is imported).
+Model state is read from the registry at scrape time, so it is never stale.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from ._registry import Snapshot
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+NO_MODEL = "_none"  # label for requests that name no known model (bounded cardinality)
+
+
+class _StateCollector:
+    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        loaded = GaugeMetricFamily(
+            "lls_model_version_loaded",
+            "1 for each version this worker holds, labelled with its state.",
+            labels=["model_id", "version", "state"],
+        )
+        selftest = GaugeMetricFamily(
+            "lls_model_selftest_passed",
+            "1 when the version passed its self-tests at load, else 0.",
+            labels=["model_id", "version"],
+        )
+        ready = GaugeMetricFamily(
+            "lls_model_ready", "1 when the model has a serving version.", labels=["model_id"]
+        )
+        for model_id, entry in self._snapshot().items():
+            ready.add_metric([model_id], 1.0 if entry.serving else 0.0)
+            for version, v in entry.versions.items():
+                loaded.add_metric([model_id, version, entry.state_of(version)], 1.0)
+                selftest.add_metric([model_id, version], 1.0 if v.passed else 0.0)
+        yield from (loaded, selftest, ready)
+
+
+class Metrics:
+    """The runtime's metrics; `observe` is on the request path and stays cheap."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self.registry = CollectorRegistry(auto_describe=True)
+        own = None if self.multiprocess else self.registry
+        if self.multiprocess:
+            MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
+        self.registry.register(_StateCollector(snapshot))
+        labels = ["model_id", "version", "status"]
+        self._requests = Counter(
+            "lls_requests", "Inference requests answered.", labels, registry=own
+        )
+        self._errors = Counter(
+            "lls_request_errors", "Inference requests answered with an error.", labels, registry=own
+        )
+        self._latency = Histogram(
+            "lls_request_duration_seconds",
+            "Time to answer an inference request, from the first byte read to the last written.",
+            ["model_id", "version"],
+            buckets=LATENCY_BUCKETS,
+            registry=own,
+        )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
+
+    def observe(
+        self, model_id: str | None, version: str | None, status: int, seconds: float
+    ) -> None:
+        """Count one inference request and its latency."""
+        key = (model_id or NO_MODEL, version or "", status)
+        children = self._children.get(key)
+        if children is None:
+            code = str(status)
+            children = (
+                self._requests.labels(key[0], key[1], code),
+                self._errors.labels(key[0], key[1], code) if status >= 400 else None,
+                self._latency.labels(key[0], key[1]),
+            )
+            self._children[key] = children
+        children[0].inc()
+        if children[1] is not None:
+            children[1].inc()
+        children[2].observe(seconds)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)
+
+
+def forget_worker(pid: int) -> None:
+    """Drop a dead worker's live gauges (called by the server when a worker exits)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

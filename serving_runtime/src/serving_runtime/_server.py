@@ -1,0 +1,94 @@
+"""The prefork server: Gunicorn, with the models loaded once before the workers fork."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from ._settings import HttpSettings, ServerSettings
+
+# Inference libraries start one thread per core by default; with one worker per core that
+# oversubscribes the CPU, and an OpenMP pool started before fork can hang the workers.
+_ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, load: Any, options: dict[str, Any]) -> None:
+        self._load = load
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+        if "control_socket_disable" in self.cfg.settings:
+            # Newer Gunicorn opens a control socket under $HOME: nothing here uses it, and
+            # the container's root filesystem is read-only.
+            self.cfg.set("control_socket_disable", True)
+
+    def load(self) -> Any:
+        return self._load()
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    from ._metrics import forget_worker
+
+    forget_worker(worker.pid)
+
+
+def serve(config_path: Path, server: ServerSettings, http: HttpSettings) -> None:
+    """Load the models, then serve them until SIGTERM (in-flight requests finish first)."""
+    state_dir = Path(tempfile.mkdtemp(prefix="lls-serving-"))
+    metrics_dir = state_dir / "metrics"
+    metrics_dir.mkdir()
+    # Before anything imports prometheus_client: counters are shared by every worker.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    for name in _ONE_THREAD:
+        os.environ.setdefault(name, "1")
+    from ._app import create_app
+
+    def load() -> Any:
+        return create_app(config_path, http, state_dir)
+
+    app = load() if server.preload else None
+    options = {
+        "bind": list(server.bind),
+        "workers": server.workers,
+        "worker_class": "gthread",
+        "threads": server.threads,
+        "timeout": server.timeout,
+        "graceful_timeout": server.graceful_timeout,
+        "keepalive": server.keepalive,
+        "max_requests": server.max_requests,
+        "max_requests_jitter": server.max_requests // 10,
+        "preload_app": server.preload,
+        "worker_tmp_dir": str(state_dir),
+        "child_exit": _child_exit,
+        "proc_name": f"serving-runtime:{config_path.parent.name}",
+        "accesslog": None,
+        "logconfig_dict": _LOGGING,
+    }
+    _Gunicorn((lambda: app) if app is not None else load, options).run()
+
+
+_LOGGING: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "serving_runtime._logs.JsonFormatter"}},
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stdout",
+        }
+    },
+    "root": {"level": "WARNING", "handlers": ["stdout"]},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+        "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+    },
+}
