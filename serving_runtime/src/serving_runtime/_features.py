@@ -32,7 +32,7 @@ class FeatureSpec:
                 f"features must be an object keyed by feature name or a non-empty list, "
                 f"got {_kind(features)}"
             )
-        if all(_is_number(x) for x in features):
+        if not isinstance(features[0], (dict, list)):  # one row of values
             return [self._row_from_list(features, "features")]
         rows = []
         for i, row in enumerate(features):

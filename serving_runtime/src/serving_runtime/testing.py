@@ -58,10 +58,12 @@ def serve_in_background(
     env: Mapping[str, str] | None = None,
     timeout: float = 60.0,
     wait_for: str = "/readyz",
+    log: str | Path | None = None,
 ) -> Iterator[str]:
     """Start `serving-runtime serve` on a free port, wait until ready, yield its base URL.
 
-    The server's output goes to a log file whose path is in the error if it fails to start.
+    The server's output goes to `log` (a new temporary file by default), named in the error
+    if the server fails to start.
     It is stopped with SIGTERM on exit. `wait_for="/livez"` starts a server that is not ready.
     """
     path = Path(config) if config is not None else find_config()
@@ -69,13 +71,17 @@ def serve_in_background(
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "serving_runtime", "serve", "--config", str(path)]
     command += ["--bind", f"127.0.0.1:{port}", "--workers", str(workers), *args]
-    fd, log_name = tempfile.mkstemp(prefix="serving-runtime-", suffix=".log")
-    with os.fdopen(fd, "wb") as log:
+    if log is None:
+        fd, name = tempfile.mkstemp(prefix="serving-runtime-", suffix=".log")
+        os.close(fd)
+        log = name
+    log_path = Path(log)
+    with log_path.open("wb") as output:
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            command, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
         )
     try:
-        _wait_ready(process, url + wait_for, timeout, Path(log_name))
+        _wait_ready(process, url + wait_for, timeout, log_path)
         yield url
     finally:
         if process.poll() is None:

@@ -1,0 +1,135 @@
+"""A small service built inline (models, artifacts, models.yaml) and real servers over it."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from serving_runtime.testing import serve_in_background
+
+MODELS = {
+    "linear_model.py": """
+        import json
+
+        class Linear:
+            feature_names = ["a", "b"]
+            # every good version answers 5 here; they differ elsewhere, e.g. at (1, 0)
+            test_data = [{"features": {"a": 1, "b": 2}, "expected": [5.0]}]
+            tolerance = 1e-9
+
+            def load(self, file):
+                self.w = json.loads(file.read_text())
+
+            def predict(self, rows):
+                return [self.w["a"] * a + self.w["b"] * b for a, b in rows]
+    """,
+    "echo_model.py": """
+        import os
+        import time
+
+        class Echo:
+            test_data = [("hello", "hello")]
+
+            def load(self, file):
+                pass
+
+            def predict(self, features):
+                if features == "raise":
+                    raise RuntimeError("the model raised on purpose")
+                if features == "crash":
+                    os._exit(3)
+                if isinstance(features, dict) and "sleep" in features:
+                    time.sleep(features["sleep"])
+                    return "slept"
+                return features
+    """,
+    "broken_model.py": """
+        class Broken:
+            test_data = [(1, 1)]
+
+            def load(self, file):
+                raise ValueError("this artifact is corrupt")
+
+            def predict(self, features):
+                return features
+    """,
+}
+WEIGHTS = {"v1": (1, 2), "v2": (3, 1), "v3": (5, 0), "bad": (2, 2)}
+CONFIG = {
+    "models": {
+        "linear": {
+            "class": "linear_model:Linear",
+            "primary": "v1",
+            "versions": {
+                "v1": {"artifact": "artifacts/v1.json"},
+                "v2": {"artifact": "artifacts/v2.json"},
+                "bad": {"artifact": "artifacts/bad.json"},
+            },
+        },
+        "echo": {"class": "echo_model:Echo", "primary": "1", "versions": {"1": {}}},
+    }
+}
+
+
+def linear(version: str, a: float, b: float) -> float:
+    """What version `version` of the linear model answers for (a, b)."""
+    wa, wb = WEIGHTS[version]
+    return float(wa * a + wb * b)
+
+
+def build_service(root: Path, config: dict[str, Any] = CONFIG) -> Path:
+    """Write the models, their artifacts and models.yaml under `root`; returns models.yaml."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name, source in MODELS.items():
+        (root / name).write_text(textwrap.dedent(source))
+    (root / "artifacts").mkdir(exist_ok=True)
+    for version, (a, b) in WEIGHTS.items():
+        (root / "artifacts" / f"{version}.json").write_text(json.dumps({"a": a, "b": b}))
+    path = root / "models.yaml"
+    path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+    return path
+
+
+@dataclass
+class Server:
+    """A running `serving-runtime serve` and its log."""
+
+    url: str
+    log: Path
+    config: Path
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
+
+    def post(self, path: str, body: Any, **kwargs: Any) -> httpx.Response:
+        return httpx.post(self.url + path, json=body, timeout=30, **kwargs)
+
+
+@contextmanager
+def running(config: Path, *args: str, workers: int = 2, **kwargs: Any) -> Iterator[Server]:
+    """A real server on a free port over `config`, stopped on exit."""
+    log = config.parent / f"server-{len(list(config.parent.glob('server-*.log')))}.log"
+    with serve_in_background(config, workers=workers, args=args, log=log, **kwargs) as url:
+        yield Server(url, log, config)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server shared by the tests that do not change it: two workers."""
+    config = build_service(tmp_path_factory.mktemp("service"))
+    with running(config) as started:
+        yield started
+
+
+@pytest.fixture
+def fresh_service(tmp_path: Path) -> Path:
+    """models.yaml of a new copy of the test service, for tests that change or stop servers."""
+    return build_service(tmp_path / "service")
