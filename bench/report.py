@@ -1,0 +1,168 @@
+"""Turn one run's measurements into tables, judge the runtime's targets, write RESULTS.md."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.model import PredictTiming
+from bench.stacks import Stack
+from bench.wrk import WrkResult
+
+
+def _lists() -> defaultdict[Any, list[Any]]:
+    return defaultdict(list)
+
+
+@dataclass
+class Measurements:
+    stacks: list[Stack]
+    connections: tuple[int, ...]
+    points: defaultdict[tuple[str, int], list[WrkResult]] = field(default_factory=_lists)
+    cold_starts: defaultdict[str, list[float]] = field(default_factory=_lists)
+    pss_mib: defaultdict[str, list[float]] = field(default_factory=_lists)
+    predict: list[PredictTiming] = field(default_factory=list)
+
+    @property
+    def predict_ms(self) -> float:
+        return statistics.fmean(p.mean_ms for p in self.predict)
+
+    def point(self, stack: str, connections: int) -> Point:
+        runs = self.points[(stack, connections)]
+        return Point(
+            rps=statistics.median(r.rps for r in runs),
+            mean_ms=statistics.median(r.mean_ms for r in runs),
+            p50_ms=statistics.median(r.p50_ms for r in runs),
+            p99_ms=statistics.median(r.p99_ms for r in runs),
+            errors_status=sum(r.errors_status for r in runs),
+            errors_socket=sum(r.errors_socket for r in runs),
+        )
+
+    def overhead_ms(self, stack: str) -> float:
+        return self.point(stack, 1).mean_ms - self.predict_ms
+
+    def cold_start_s(self, stack: str) -> float:
+        return statistics.median(self.cold_starts[stack])
+
+    def pss(self, stack: str) -> float:
+        return statistics.median(self.pss_mib[stack])
+
+
+@dataclass(frozen=True)
+class Point:
+    """One stack at one concurrency: medians over rounds, errors summed."""
+
+    rps: float
+    mean_ms: float
+    p50_ms: float
+    p99_ms: float
+    errors_status: int
+    errors_socket: int
+
+
+@dataclass(frozen=True)
+class Target:
+    what: str
+    value: float
+    limit: float
+    at_least: bool  # True: value must be >= limit; False: <= limit
+    unit: str = ""
+
+    @property
+    def met(self) -> bool:
+        return self.value >= self.limit if self.at_least else self.value <= self.limit
+
+    def row(self) -> str:
+        sign = ">=" if self.at_least else "<="
+        verdict = "met" if self.met else "**missed**"
+        return (
+            f"| {self.what} | {self.value:.3g}{self.unit} | {sign} {self.limit:g}{self.unit} "
+            f"| {verdict} |"
+        )
+
+
+def floor_of(m: Measurements) -> Stack | None:
+    """The fastest floor candidate of this run, by rps at the higher concurrencies."""
+    floors = [s for s in m.stacks if s.role == "floor"]
+    high = [c for c in m.connections if c > 1] or list(m.connections)
+    return max(floors, key=lambda s: sum(m.point(s.name, c).rps for c in high), default=None)
+
+
+def targets(m: Measurements) -> list[Target]:
+    runtime = next((s for s in m.stacks if s.role == "runtime"), None)
+    baseline = next((s for s in m.stacks if s.role == "baseline"), None)
+    floor = floor_of(m)
+    if runtime is None or baseline is None or floor is None:
+        return []
+    rt = runtime.name
+    found: list[Target] = []
+    for c in (8, 32):
+        if c not in m.connections:
+            continue
+        rps = m.point(rt, c).rps
+        vs_floor = rps / m.point(floor.name, c).rps
+        vs_baseline = rps / m.point(baseline.name, c).rps
+        found.append(Target(f"rps c={c} / floor", vs_floor, 0.85, True, "x"))
+        found.append(Target(f"rps c={c} / {baseline.name}", vs_baseline, 2, True, "x"))
+    if 8 in m.connections:
+        found.append(Target("p99 c=8", m.point(rt, 8).p99_ms, 4, False, " ms"))
+    if 1 in m.connections:
+        found.append(Target("overhead over predict c=1", m.overhead_ms(rt), 0.35, False, " ms"))
+    found.append(Target("cold start", m.cold_start_s(rt), 1.5, False, " s"))
+    found.append(Target("PSS / floor", m.pss(rt) / m.pss(floor.name), 1.15, False, "x"))
+    return found
+
+
+def tables(m: Measurements) -> str:
+    lines = [
+        "## Throughput and latency",
+        "",
+        "Medians over rounds; errors summed over rounds (status = HTTP >= 400, socket = connect,"
+        " read, write, timeout).",
+        "",
+        "| stack | conns | rps | mean ms | p50 ms | p99 ms | status errors | socket errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in m.stacks:
+        for c in m.connections:
+            p = m.point(s.name, c)
+            lines.append(
+                f"| {s.name} | {c} | {p.rps:,.0f} | {p.mean_ms:.3f} | {p.p50_ms:.3f} "
+                f"| {p.p99_ms:.3f} | {p.errors_status} | {p.errors_socket} |"
+            )
+    lines += [
+        "",
+        "## Per stack",
+        "",
+        f"In-process predict (BenchModel.predict, one row): {m.predict_ms:.3f} ms mean"
+        f" ({', '.join(f'{p.mean_ms:.3f}' for p in m.predict)} at start and end of the run).",
+        "",
+        "| stack | role | overhead over predict c=1 ms | cold start s (median, samples)"
+        " | PSS MiB after load |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for s in m.stacks:
+        overhead = f"{m.overhead_ms(s.name):.3f}" if 1 in m.connections else "-"
+        colds = m.cold_starts[s.name]
+        lines.append(
+            f"| {s.name} | {s.role} | {overhead} | {m.cold_start_s(s.name):.2f} ({len(colds)})"
+            f" | {m.pss(s.name):.1f} |"
+        )
+    found = targets(m)
+    floor = floor_of(m)
+    lines += ["", "## Targets", ""]
+    if not found:
+        lines.append("Not judged: the run needs a runtime, a baseline and a floor stack.")
+        return "\n".join(lines) + "\n"
+    met = sum(t.met for t in found)
+    lines += [
+        f"The runtime against the floor (`{floor.name if floor else '-'}`, the fastest floor of"
+        f" this run) and the baseline: {met} of {len(found)} met.",
+        "",
+        "| target | runtime | limit | verdict |",
+        "|---|---:|---:|---|",
+        *(t.row() for t in found),
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,131 @@
+"""The serving benchmark: one command, `python bench/run.py` (or `python3 dev.py bench`).
+
+Trains the model, then serves it from every stack in turn (stacks alternated, several rounds),
+loads each with wrk at 1, 8 and 32 connections, and writes bench/RESULTS.md. Only ratios inside
+one run mean anything: the machine is shared and its two cores serve both server and wrk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: make `bench.*` importable
+
+from bench import machine, report  # noqa: E402
+from bench.model import time_predict, train  # noqa: E402
+from bench.server import serve  # noqa: E402
+from bench.stacks import Stack, Workspace, select  # noqa: E402
+from bench.wrk import run_wrk  # noqa: E402
+
+RESULTS = ROOT / "bench" / "RESULTS.md"
+MODELS_YAML = """\
+models:
+  bench:
+    class: bench.apps.runtime_model:BenchModel
+    primary: v1
+    versions:
+      v1:
+        artifact: model.joblib
+"""
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="1 round, 3 s per point: development")
+    p.add_argument("--rounds", type=int, help="rounds over all stacks (default 2)")
+    p.add_argument("--seconds", type=float, help="measured seconds per point (default 10)")
+    p.add_argument("--warmup", type=float, help="warm-up seconds before each point (default 2)")
+    p.add_argument("--connections", default="1,8,32", help="comma-separated (default 1,8,32)")
+    p.add_argument("--cold-starts", type=int, default=3, help="cold start samples per stack")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--stacks", help="comma-separated stack names (default: the default stacks)")
+    p.add_argument("--out", type=Path, help="scratch directory (default: a fresh temporary one)")
+    p.add_argument("--results", type=Path, default=RESULTS, help="where to write the tables")
+    args = p.parse_args(argv)
+    args.rounds = args.rounds or (1 if args.quick else 2)
+    args.seconds = args.seconds or (3.0 if args.quick else 10.0)
+    args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
+    args.connections = tuple(int(c) for c in args.connections.split(","))
+    return args
+
+
+def workspace(out: Path, workers: int) -> Workspace:
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"training the model into {out}", flush=True)
+    artifact = train(out)
+    config = out / "models.yaml"
+    config.write_text(MODELS_YAML)
+    bin_dir = Path(sys.executable).parent
+    return Workspace(ROOT, bin_dir, out, artifact, config, workers)
+
+
+def measure(args: argparse.Namespace, ws: Workspace, stacks: list[Stack]) -> report.Measurements:
+    m = report.Measurements(stacks=stacks, connections=args.connections)
+    m.predict.append(time_predict(ws.artifact))
+    for round_no in range(args.rounds):
+        # Alternate the order so no stack always runs first (or right after the heaviest one).
+        order = stacks if round_no % 2 == 0 else stacks[::-1]
+        for stack in order:
+            with serve(stack, ws) as running:
+                m.cold_starts[stack.name].append(running.cold_start_s)
+                for c in args.connections:
+                    if args.warmup > 0:
+                        run_wrk(running.url, running.body, c, args.warmup)
+                    result = run_wrk(running.url, running.body, c, args.seconds)
+                    m.points[(stack.name, c)].append(result)
+                    print(
+                        f"round {round_no + 1} {stack.name:<18} c={c:<3} {result.rps:9,.0f} rps"
+                        f"  p50 {result.p50_ms:6.3f} ms  p99 {result.p99_ms:6.3f} ms"
+                        f"  errors {result.errors}",
+                        flush=True,
+                    )
+                m.pss_mib[stack.name].append(running.pss_mib())
+    for stack in stacks:
+        while len(m.cold_starts[stack.name]) < args.cold_starts:
+            with serve(stack, ws) as running:
+                m.cold_starts[stack.name].append(running.cold_start_s)
+    m.predict.append(time_predict(ws.artifact))
+    return m
+
+
+def render(args: argparse.Namespace, m: report.Measurements) -> str:
+    settings = (
+        f"- Settings: {args.rounds} round(s), {args.warmup:g} s warm-up + {args.seconds:g} s per"
+        f" point, connections {', '.join(map(str, args.connections))}, {args.workers} workers"
+        " per stack, wrk with 1 thread on 127.0.0.1. Server and wrk share the machine's cores,"
+        " so absolute numbers understate a dedicated host; compare ratios within this run.\n"
+    )
+    stacks = "".join(f"- `{s.name}` ({s.role}): {s.about}\n" for s in m.stacks)
+    return (
+        "# Benchmark results\n\n"
+        "Written by `python bench/run.py` (`python3 dev.py bench`); every run overwrites it.\n\n"
+        f"{machine.describe()}{settings}\nStacks:\n\n{stacks}\n{report.tables(m)}"
+    )
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    try:
+        stacks = select(args.stacks.split(",") if args.stacks else None)
+    except ValueError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    out = (args.out or Path(tempfile.mkdtemp(prefix="lls-bench-"))).resolve()
+    try:
+        m = measure(args, workspace(out, args.workers), stacks)
+    finally:
+        if args.out is None:
+            shutil.rmtree(out, ignore_errors=True)
+    text = render(args, m)
+    args.results.write_text(text)
+    print("\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,122 @@
+"""The stacks under test: one small description each (how to start it, its port, its body).
+
+To add a stack (FastAPI + uvicorn, MLServer, BentoML ...), write its app under bench/apps/ if it
+needs one and append a `Stack` to STACKS. `role` tells the report what to compare it with:
+"runtime" is judged against the targets, "baseline" is the stack to beat by 2x, the fastest
+"floor" is the leanest possible server, and "variant" is measured and listed but not judged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from bench.model import Artifact
+
+Role = Literal["runtime", "baseline", "floor", "variant"]
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path  # the repository: on every server's PYTHONPATH, so `bench.apps.*` imports
+    bin: Path  # the virtual environment's bin/, where every server's command lives
+    out: Path  # scratch: the model, models.yaml, server logs
+    artifact: Artifact
+    config: Path  # the runtime's models.yaml
+    workers: int
+
+
+Command = Callable[[Workspace, int], list[str]]  # (workspace, port) -> argv
+
+
+def infer_body(row: list[float]) -> bytes:
+    return json.dumps({"model_id": "bench", "features": row}).encode()
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    role: Role
+    port: int
+    command: Command
+    about: str
+    path: str = "/infer"
+    body: Callable[[list[float]], bytes] = infer_body
+    env: Mapping[str, str] = field(default_factory=dict)
+    default: bool = True  # run without --stacks naming it
+
+
+def serving_runtime(*extra: str) -> Command:
+    def argv(ws: Workspace, port: int) -> list[str]:
+        return [
+            str(ws.bin / "serving-runtime"), "serve", "--config", str(ws.config),
+            "--bind", f"127.0.0.1:{port}", "--workers", str(ws.workers), *extra,
+        ]  # fmt: skip
+
+    return argv
+
+
+def gunicorn(app: str, *extra: str) -> Command:
+    def argv(ws: Workspace, port: int) -> list[str]:
+        return [
+            str(ws.bin / "gunicorn"), "--workers", str(ws.workers),
+            "--bind", f"127.0.0.1:{port}", *extra, app,
+        ]  # fmt: skip
+
+    return argv
+
+
+def granian(interface: str, app: str, *extra: str) -> Command:
+    def argv(ws: Workspace, port: int) -> list[str]:
+        return [
+            str(ws.bin / "granian"), "--interface", interface, "--workers", str(ws.workers),
+            "--host", "127.0.0.1", "--port", str(port), "--http", "1", "--no-ws",
+            "--log-level", "warning", *extra, app,
+        ]  # fmt: skip
+
+    return argv
+
+
+STACKS: tuple[Stack, ...] = (
+    Stack(
+        name="runtime",
+        role="runtime",
+        port=18701,
+        command=serving_runtime(),
+        about="serving-runtime serve, its defaults",
+    ),
+    Stack(
+        name="flask-gunicorn",
+        role="baseline",
+        port=18702,
+        command=gunicorn("bench.apps.flask_app:app"),
+        about="Flask app, Gunicorn sync workers (the seed platform's stack)",
+    ),
+    Stack(
+        name="granian-wsgi",
+        role="floor",
+        port=18703,
+        command=granian("wsgi", "bench.apps.floor_wsgi:app"),
+        about="granian, bare WSGI callable, orjson",
+    ),
+    Stack(
+        name="granian-rsgi",
+        role="floor",
+        port=18704,
+        command=granian("rsgi", "bench.apps.floor_rsgi:app"),
+        about="granian, bare RSGI callable, orjson",
+    ),
+)
+
+
+def select(names: list[str] | None) -> list[Stack]:
+    if not names:
+        return [s for s in STACKS if s.default]
+    by_name = {s.name: s for s in STACKS}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ValueError(f"unknown stack(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
+    return [by_name[n] for n in names]
