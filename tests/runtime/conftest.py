@@ -33,6 +33,7 @@ MODELS = {
     """,
     "echo_model.py": """
         import os
+        import signal
         import time
 
         class Echo:
@@ -44,8 +45,8 @@ MODELS = {
             def predict(self, features):
                 if features == "raise":
                     raise RuntimeError("the model raised on purpose")
-                if features == "crash":
-                    os._exit(3)
+                if features == "crash":  # as a segfault in native code would
+                    os.kill(os.getpid(), signal.SIGKILL)
                 if isinstance(features, dict) and "sleep" in features:
                     time.sleep(features["sleep"])
                     return "slept"

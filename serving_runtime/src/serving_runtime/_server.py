@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.workers.gthread import ThreadWorker
 
 from ._settings import HttpSettings, ServerSettings
 
@@ -34,6 +35,28 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return self._load()
 
 
+class GracefulThreadWorker(ThreadWorker):  # type: ignore[misc]
+    """Gunicorn's threaded worker, refusing new connections the moment it starts to stop.
+
+    The stock worker stops accepting on SIGTERM but keeps its copy of the listening socket
+    open until it exits, so the kernel goes on queueing connections that are then reset with
+    their request unanswered. This one takes what is already queued, then closes the socket:
+    a late client is refused at once (and a proxy retries elsewhere), none is dropped mid-way.
+    """
+
+    def set_accept_enabled(self, enabled: bool) -> None:  # noqa: FBT001 (Gunicorn's signature)
+        super().set_accept_enabled(enabled)
+        if enabled or self.alive:
+            return
+        for listener in self.sockets:
+            while True:
+                queued = self.nr_conns
+                self.accept(listener)  # non-blocking: returns at once when nothing waits
+                if self.nr_conns == queued:
+                    break
+            listener.close()
+
+
 def _child_exit(server: Any, worker: Any) -> None:
     from ._metrics import forget_worker
 
@@ -58,7 +81,7 @@ def serve(config_path: Path, server: ServerSettings, http: HttpSettings) -> None
     options = {
         "bind": list(server.bind),
         "workers": server.workers,
-        "worker_class": "gthread",
+        "worker_class": GracefulThreadWorker,
         "threads": server.threads,
         "timeout": server.timeout,
         "graceful_timeout": server.graceful_timeout,

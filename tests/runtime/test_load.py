@@ -1,0 +1,216 @@
+"""Under load: many clients at once, graceful SIGTERM, run-time changes reaching every worker."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from serving_runtime.testing import free_port
+
+from .conftest import Server, linear, running
+from .load import Load
+
+
+def test_many_clients_at_once_get_their_own_correct_answers(server: Server) -> None:
+    def body(i: int) -> dict[str, object]:
+        return {"model_id": "linear", "features": {"a": i, "b": i % 7}}
+
+    with Load(server.url + "/infer", body, clients=16) as load:
+        time.sleep(3)
+    results = load.stop()
+    assert len(results) > 100
+    for result in results:
+        assert result.status == 200, result
+    for result in results:
+        assert result.body["version"] == "v1"
+
+
+def test_concurrent_answers_match_their_inputs(server: Server) -> None:
+    errors: list[str] = []
+
+    def client(n: int) -> None:
+        with httpx.Client(timeout=30) as http:
+            for i in range(40):
+                a, b = n * 100 + i, i % 5
+                answer = http.post(
+                    server.url + "/infer", json={"model_id": "linear", "features": [a, b]}
+                ).json()
+                if answer.get("output") != [linear("v1", a, b)]:
+                    errors.append(f"{a},{b} -> {answer}")
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+
+def test_sigterm_lets_in_flight_requests_finish_and_fails_none(tmp_path: Path) -> None:
+    from .conftest import build_service
+
+    config = build_service(tmp_path / "svc")
+    port = free_port()
+    log = (tmp_path / "server.log").open("wb")
+    command = [sys.executable, "-m", "serving_runtime", "serve", "--config", str(config)]
+    command += ["--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4"]
+    process = subprocess.Popen(
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(url)
+        slow: list[httpx.Response] = []
+
+        def slow_request() -> None:
+            body = {"model_id": "echo", "features": {"sleep": 1.5}}
+            slow.append(httpx.post(url + "/infer", json=body, timeout=30))
+
+        with Load(url + "/infer", lambda i: {"model_id": "echo", "features": i}, clients=6) as load:
+            time.sleep(1)
+            in_flight = [threading.Thread(target=slow_request) for _ in range(4)]
+            for thread in in_flight:
+                thread.start()
+            time.sleep(0.5)  # the slow requests are now being predicted
+            signalled = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            for thread in in_flight:
+                thread.join()
+            time.sleep(0.5)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        log.close()
+    assert [r.status_code for r in slow] == [200] * 4
+    assert all(r.json()["output"] == "slept" for r in slow)
+    results = load.results
+    before = [r for r in results if r.started < signalled]
+    assert len(before) > 50
+    # No answer is ever an error; after the signal, a client may only find the door closed.
+    assert [r for r in results if r.status is not None and r.status != 200] == []
+    assert [r for r in before if r.status != 200 and r.started < signalled - 0.1] == []
+    late = {r.error for r in results if r.status is None}
+    assert late <= {"ConnectError"}, late
+
+
+def test_promote_rollback_load_unload_under_load_reach_every_worker(fresh_service: Path) -> None:
+    with running(fresh_service, workers=2) as server:
+        body = {"model_id": "linear", "features": [1, 0]}
+        with Load(server.url + "/infer", lambda i: body, clients=6) as load:
+            time.sleep(0.5)
+            # load a version that is not in models.yaml, then make it primary
+            loaded = server.post(
+                "/admin/models/linear/load", {"version": "v3", "artifact": "artifacts/v3.json"}
+            )
+            assert loaded.status_code == 200, loaded.text
+            time.sleep(0.3)
+            promoted = server.post("/admin/models/linear/promote", {"version": "v3"})
+            promoted_at = time.monotonic()  # from its answer on, every worker serves v3
+            assert promoted.json()["primary"] == "v3"
+            time.sleep(1)
+            rolled = httpx.post(server.url + "/admin/models/linear/rollback", timeout=30)
+            rolled_at = time.monotonic()
+            assert rolled.json()["primary"] == "v1"
+            time.sleep(1)
+            unloaded = server.post("/admin/models/linear/unload", {"version": "v3"})
+            assert unloaded.status_code == 200
+            time.sleep(0.5)
+        results = load.stop()
+        assert all(r.status == 200 for r in results), {r.status for r in results}
+        # once a change has answered, no worker answers with the old primary
+        answered = [(r.started, r.body["version"], r.body["output"]) for r in results]
+        for started, version, output in answered:
+            assert output == [linear(version, 1, 0)]
+            if promoted_at < started < rolled_at - 0.5:
+                assert version == "v3"
+            if started > rolled_at:
+                assert version == "v1"
+        assert {v for _, v, _ in answered} == {"v1", "v3"}
+        states = {
+            v["version"]: v["state"]
+            for v in httpx.get(server.url + "/models").json()["models"][0]["versions"]
+        }
+        assert "v3" not in states
+        events = [r["event"] for r in server.log_lines()]
+        for change in ("admin_load", "admin_promote", "admin_rollback", "admin_unload"):
+            assert change in events
+
+
+def test_a_version_that_fails_its_selftests_is_refused_and_changes_nothing(
+    fresh_service: Path,
+) -> None:
+    with running(fresh_service, workers=2) as server:
+        refused = server.post(
+            "/admin/models/linear/load", {"version": "v4", "artifact": "artifacts/bad.json"}
+        )
+        assert refused.status_code == 422
+        assert "failed its self-tests" in refused.json()["error"]["message"]
+        promote_failed = server.post("/admin/models/linear/promote", {"version": "bad"})
+        assert promote_failed.status_code == 409
+        unload_primary = server.post("/admin/models/linear/unload", {"version": "v1"})
+        assert unload_primary.status_code == 409
+        nothing_to_roll_back = httpx.post(server.url + "/admin/models/linear/rollback")
+        assert nothing_to_roll_back.status_code == 409
+        for _ in range(6):
+            answer = server.post("/infer", {"model_id": "linear", "features": [1, 0]}).json()
+            assert answer["version"] == "v1"
+
+
+def test_admin_from_behind_a_proxy_or_with_a_wrong_token_is_forbidden(
+    fresh_service: Path,
+) -> None:
+    with running(fresh_service, workers=1) as server:
+        proxied = server.post(
+            "/admin/models/linear/promote",
+            {"version": "v2"},
+            headers={"x-forwarded-for": "1.2.3.4"},
+        )
+        assert proxied.status_code == 403
+    with running(fresh_service, "--admin-token", "s3cret", workers=1) as server:
+        wrong = server.post(
+            "/admin/models/linear/promote", {"version": "v2"}, headers={"authorization": "Bearer x"}
+        )
+        assert wrong.status_code == 403
+        right = server.post(
+            "/admin/models/linear/promote",
+            {"version": "v2"},
+            headers={"authorization": "Bearer s3cret"},
+        )
+        assert right.json()["primary"] == "v2"
+
+
+def test_a_crashed_worker_is_replaced_and_knows_the_changes(fresh_service: Path) -> None:
+    with running(fresh_service, workers=2) as server:
+        assert server.post("/admin/models/linear/promote", {"version": "v2"}).status_code == 200
+        crashed = 0
+        for _ in range(2):
+            try:
+                server.post("/infer", {"model_id": "echo", "features": "crash"})
+            except httpx.HTTPError:
+                crashed += 1
+        assert crashed >= 1
+        time.sleep(1.5)  # Gunicorn forks replacements from the master (which never saw v2)
+        for _ in range(10):
+            answer = server.post("/infer", {"model_id": "linear", "features": [1, 0]}).json()
+            assert answer["version"] == "v2"
+
+
+def _wait(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/readyz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("server not ready")
