@@ -213,8 +213,8 @@ def _models(args: argparse.Namespace) -> int:
     for model in listing["models"]:
         print(f"{model['model_id']}  primary={model['primary']}")
         for v in model["versions"]:
-            problem = f"  ({v['problem']})" if v.get("problem") else ""
-            print(f"  {v['version']:<12} {v['state']:<8}{problem}")
+            problem = f"({v['problem']})" if v.get("problem") else ""
+            print(f"  {v['version']:<12} {v['state']:<8} {problem}".rstrip())
     return 0
 
 

@@ -1,0 +1,173 @@
+"""The `serving-runtime` command as a service owner runs it, and models.yaml errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from serving_runtime.testing import check_selftests
+
+from .conftest import CONFIG, Server, build_service, running
+
+
+def runtime(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "serving_runtime", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
+
+
+def config_with(root: Path, change: dict[str, Any]) -> Path:
+    config = json.loads(json.dumps(CONFIG))
+    config["models"]["linear"].update(change)
+    return build_service(root, config)
+
+
+def test_selftest_fails_with_a_table_of_the_rows_that_missed(fresh_service: Path) -> None:
+    result = runtime("selftest", cwd=fresh_service.parent)  # finds models.yaml itself
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert "PASS  linear v1: 1 rows" in lines
+    assert "FAIL  linear bad: failed its self-tests (1 of 1 rows missed)" in lines
+    header = next(line for line in lines if line.strip().startswith("row"))
+    assert header.split() == ["row", "features", "expected", "got", "tolerance"]
+    row = lines[lines.index(header) + 1].split()
+    assert row[0] == "0"
+    assert "[5.0]" in row  # expected
+    assert "[6.0]" in row  # got: the bad weights (2, 2) at (1, 2)
+    assert row[-1] == "1e-09"
+
+
+def test_selftest_passes_and_exits_zero_when_every_row_matches(tmp_path: Path) -> None:
+    config = config_with(tmp_path, {"versions": {"v1": {"artifact": "artifacts/v1.json"}}})
+    result = runtime("selftest", "--config", str(config))
+    assert result.returncode == 0, result.stdout
+    check_selftests(config)  # the pytest helper agrees
+
+
+def test_the_pytest_helper_fails_with_the_table(fresh_service: Path) -> None:
+    with pytest.raises(AssertionError, match=r"linear bad: failed its self-tests"):
+        check_selftests(fresh_service)
+
+
+def test_a_broken_artifact_is_reported_and_kept_out_of_service(tmp_path: Path) -> None:
+    config = build_service(tmp_path)
+    data = json.loads(config.read_text())
+    data["models"]["broken"] = {
+        "class": "broken_model:Broken",
+        "primary": "1",
+        "versions": {"1": {}},
+    }
+    config.write_text(json.dumps(data))
+    result = runtime("selftest", "--config", str(config), "--model", "broken")
+    assert result.returncode == 1
+    assert "this artifact is corrupt" in result.stdout
+    with running(config, workers=1, wait_for="/livez") as server:
+        ready = httpx.get(server.url + "/readyz")
+        assert ready.status_code == 503
+        assert "this artifact is corrupt" in ready.json()["models"]["broken"]["reason"]
+        answer = server.post("/infer", {"model_id": "broken", "features": 1})
+        assert answer.status_code == 503
+        # the other models serve on
+        assert server.post("/infer", {"model_id": "echo", "features": 1}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"primary": "v9"}, "models.linear: primary 'v9' is not one of the versions (bad, v1, v2)"),
+        ({"clas": "x:Y"}, "models.linear.clas: unknown key"),
+        ({"class": "not a path"}, "models.linear.class: 'not a path' is not of the form"),
+        ({"versions": {}}, "models.linear.versions: Dictionary should have at least 1 item"),
+        (
+            {"versions": {"v1": {"artefact": "x"}}},
+            "models.linear.versions.v1.artefact: unknown key",
+        ),
+    ],
+)
+def test_a_bad_models_yaml_is_refused_naming_the_key(
+    tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    config = config_with(tmp_path, change)
+    for command in ("check", "serve", "selftest"):
+        result = runtime(command, "--config", str(config))
+        assert result.returncode == 2
+        assert message in result.stderr, result.stderr
+
+
+def test_check_reports_missing_artifacts_and_classes(tmp_path: Path) -> None:
+    config = config_with(
+        tmp_path,
+        {"versions": {"v1": {"artifact": "artifacts/v1.json"}, "v7": {"artifact": "nope.json"}}},
+    )
+    assert runtime("check", "--config", str(config)).returncode == 2
+    assert "artifact" in runtime("check", "--config", str(config)).stderr
+    good = config_with(tmp_path / "good", {})
+    result = runtime("check", "--config", str(good))
+    assert result.returncode == 0
+    assert "2 model(s), 4 version(s)" in result.stdout
+
+
+def test_no_models_yaml_says_where_it_looked(tmp_path: Path) -> None:
+    result = runtime("serve", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no models.yaml" in result.stderr
+
+
+def test_admin_and_models_commands_drive_a_running_server(fresh_service: Path) -> None:
+    with running(fresh_service, workers=2) as server:
+        listed = runtime("models", "--url", server.url)
+        assert "linear  primary=v1" in listed.stdout
+        promote = runtime("admin", "promote", "linear", "v2", "--url", server.url)
+        assert promote.returncode == 0, promote.stderr
+        assert "primary is now v2" in promote.stdout
+        refused = runtime("admin", "promote", "linear", "bad", "--url", server.url)
+        assert refused.returncode == 2
+        assert "409" in refused.stderr
+        rollback = runtime("admin", "rollback", "linear", "--url", server.url)
+        assert "primary is now v1" in rollback.stdout
+
+
+def test_metrics_count_requests_by_model_version_and_status(fresh_service: Path) -> None:
+    with running(fresh_service, workers=2) as server:
+        for i in range(7):
+            server.post("/infer", {"model_id": "linear", "features": [i, 1]})
+        for _ in range(3):
+            server.post("/infer", {"model_id": "linear", "features": [1]})
+        server.post("/infer", {"model_id": "nope", "features": [1]})
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(httpx.get(server.url + "/metrics").text)
+            for s in family.samples
+        }
+
+    def value(name: str, **labels: str) -> float:
+        return samples[(name, tuple(sorted(labels.items())))]
+
+    assert value("lls_requests_total", model_id="linear", version="v1", status="200") == 7
+    assert value("lls_requests_total", model_id="linear", version="", status="400") == 3
+    assert value("lls_request_errors_total", model_id="linear", version="", status="400") == 3
+    assert value("lls_requests_total", model_id="_none", version="", status="404") == 1
+    assert value("lls_request_duration_seconds_count", model_id="linear", version="v1") == 7
+    assert value("lls_model_selftest_passed", model_id="linear", version="bad") == 0
+    assert value("lls_model_selftest_passed", model_id="linear", version="v1") == 1
+    assert value("lls_model_version_loaded", model_id="linear", version="v1", state="serving") == 1
+    assert value("lls_model_ready", model_id="linear") == 1
+
+
+def test_shared_server_lists_its_version_states(server: Server) -> None:
+    result = runtime("models", "--url", server.url)
+    rows = [line.split(maxsplit=2) for line in result.stdout.splitlines()]
+    assert ["bad", "failed", "(failed its self-tests (1 of 1 rows missed))"] in rows
+    assert ["v1", "serving"] in rows
