@@ -44,7 +44,7 @@ class GracefulThreadWorker(ThreadWorker):  # type: ignore[misc]
     a late client is refused at once (and a proxy retries elsewhere), none is dropped mid-way.
     """
 
-    def set_accept_enabled(self, enabled: bool) -> None:  # noqa: FBT001 (Gunicorn's signature)
+    def set_accept_enabled(self, enabled: bool) -> None:
         super().set_accept_enabled(enabled)
         if enabled or self.alive:
             return
