@@ -84,6 +84,10 @@ class App:
             "/models": {"GET": self.list_models},
             "/metrics": {"GET": self.prometheus},
         }
+        # Paths with parameters, tried in order after the exact ones; groups become params.
+        self.patterns: list[tuple[re.Pattern[str], dict[str, Handler]]] = [
+            (_ADMIN_PATH, {"POST": self.admin}),
+        ]
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         """Answer one request."""
@@ -119,11 +123,14 @@ class App:
     def _dispatch(self, request: Request) -> Response:
         methods = self.routes.get(request.path)
         if methods is None:
-            match = _ADMIN_PATH.match(request.path)
-            if match is None:
+            for pattern, candidates in self.patterns:
+                match = pattern.match(request.path)
+                if match is not None:
+                    request.params = match.groups()
+                    methods = candidates
+                    break
+            else:
                 raise NotFound(f"no such path: {request.path}")
-            request.params = match.groups()
-            methods = {"POST": self.admin}
         handler = methods.get(request.environ["REQUEST_METHOD"])
         if handler is None:
             allowed = tuple(methods)
