@@ -61,6 +61,7 @@ class Request:
     version: str | None = None
     features: Any = None
     params: tuple[str, ...] = field(default=())
+    inference: bool = False  # counted in the request metrics
 
 
 Response = tuple[int, bytes, list[tuple[str, str]]]
@@ -138,7 +139,7 @@ class App:
         return handler(request)
 
     def _record(self, request: Request, status: int, seconds: float) -> None:
-        if request.path == "/infer":
+        if request.inference:
             self.metrics.observe(request.model_id, request.version, status, seconds)
         elif request.path in _QUIET_PATHS and status < 400:
             return
@@ -160,6 +161,7 @@ class App:
 
     def infer(self, request: Request) -> Response:
         """POST /infer: {"model_id", "version"?, "features"} -> the model's output."""
+        request.inference = True
         payload = self._json_body(request)
         unknown = payload.keys() - _INFER_FIELDS
         if unknown:
