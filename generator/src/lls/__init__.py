@@ -1,0 +1,32 @@
+"""lls: scaffold, and keep current, real-time ML model-serving services."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._checks import CHECKS, check_answer
+from ._errors import InvalidAnswer, LlsError, UserMessageError
+from ._jinja import ChecksExtension
+from ._new import NewService, new
+from ._quantity import QuantityError, parse_quantity
+from ._shipped import TEMPLATE_URL, Shipped, shipped
+
+try:
+    __version__ = version("lls")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree, not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "CHECKS",
+    "TEMPLATE_URL",
+    "ChecksExtension",
+    "InvalidAnswer",
+    "LlsError",
+    "NewService",
+    "QuantityError",
+    "Shipped",
+    "UserMessageError",
+    "__version__",
+    "check_answer",
+    "new",
+    "parse_quantity",
+    "shipped",
+]
