@@ -38,6 +38,7 @@ def server_env(ws: Workspace, stack: Stack) -> dict[str, str]:
         "PYTHONPATH": str(ws.root),
         "BENCH_MODEL": str(ws.artifact.path),
         "BENCH_CANARY": str(ws.artifact.canary),
+        "SERVING_RUNTIME_CONFIG": str(ws.config),
         **stack.env,
     }
 
