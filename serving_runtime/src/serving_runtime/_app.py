@@ -11,6 +11,7 @@ from ._dataplane import DataPlane
 from ._http import App
 from ._logs import JsonLog
 from ._metrics import Metrics
+from ._offload import Offload
 from ._registry import Registry, plan_from_config
 from ._settings import HttpSettings
 from ._sync import PlanStore
@@ -36,7 +37,9 @@ def create_app(
     store = PlanStore(folder)
     store.write(registry.plan)
     metrics = Metrics(lambda: registry.snapshot)
-    return App(DataPlane(registry, store, log), metrics, log, settings or HttpSettings())
+    dataplane = DataPlane(registry, store, log)
+    dataplane.offload = Offload(folder / "offload.sock", config.recording, metrics)
+    return App(dataplane, metrics, log, settings or HttpSettings())
 
 
 def _log_change(log: JsonLog, event: str, fields: dict[str, Any]) -> None:

@@ -93,6 +93,20 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate models.yaml and import every class")
     _config_flag(check)
 
+    records = commands.add_parser(
+        "records", help="read recorded outputs back, as JSON lines or as new test_data"
+    )
+    _config_flag(records)
+    records.add_argument("--dir", type=Path, help="records folder [recording.path of models.yaml]")
+    records.add_argument("--model", help="only this model id")
+    records.add_argument("--kind", choices=["primary", "shadow"], help="only these records")
+    records.add_argument("--limit", type=int, help="only the newest N")
+    records.add_argument(
+        "--as-test-data",
+        action="store_true",
+        help="print a test_data list (features and the output as expected) for the model class",
+    )
+
     models = commands.add_parser("models", help="list a running server's models and versions")
     _url_flag(models)
 
@@ -208,6 +222,40 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _records(args: argparse.Namespace) -> int:
+    from ._recording import read_records
+
+    folder = args.dir
+    if folder is None:
+        config = load_config(args.config or find_config())
+        if config.recording is None:
+            raise ServingRuntimeError("models.yaml has no 'recording' section; pass --dir")
+        folder = config.recording.path
+    if not folder.is_dir():
+        raise ServingRuntimeError(f"no records in {folder}: the folder does not exist")
+    chosen = [
+        r
+        for r in read_records(folder)
+        if (args.model is None or r.get("model_id") == args.model)
+        and (args.kind is None or r.get("kind") == args.kind)
+    ]
+    if args.as_test_data:
+        chosen = [r for r in chosen if "features" in r and r.get("kind") == "primary"]
+    if args.limit is not None:
+        chosen = chosen[-args.limit :] if args.limit > 0 else []
+    if args.as_test_data:
+        rows = [{"features": r["features"], "expected": r["output"]} for r in chosen]
+        if not rows:
+            raise ServingRuntimeError(
+                "no primary records with features: set recording.features: true to keep them"
+            )
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    for r in chosen:
+        sys.stdout.write(orjson.dumps(r).decode() + "\n")
+    return 0
+
+
 def _models(args: argparse.Namespace) -> int:
     listing = _call(args.url, "GET", "/models")
     for model in listing["models"]:
@@ -259,5 +307,6 @@ _COMMANDS = {
     "selftest": _selftest,
     "check": _check,
     "models": _models,
+    "records": _records,
     "admin": _admin,
 }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -52,6 +53,7 @@ class VersionConfig(_Frozen):
 
     artifact: Path | None = None
     class_path: ClassPath | None = Field(default=None, alias="class")
+    shadow: bool = False  # sees every request of the primary, off the request path
 
 
 class ModelConfig(_Frozen):
@@ -66,6 +68,8 @@ class ModelConfig(_Frozen):
         if self.primary not in self.versions:
             known = ", ".join(sorted(self.versions))
             raise ValueError(f"primary {self.primary!r} is not one of the versions ({known})")
+        if self.versions[self.primary].shadow:
+            raise ValueError(f"primary {self.primary!r} cannot also be a shadow")
         return self
 
     def class_for(self, version: str) -> str:
@@ -73,10 +77,22 @@ class ModelConfig(_Frozen):
         return self.versions[version].class_path or self.class_path
 
 
+class RecordingConfig(_Frozen):
+    """Output recording: which requests are written where, off the request path."""
+
+    path: Path = Field(default_factory=lambda: Path(tempfile.gettempdir()) / "lls-records")
+    sample: float = Field(default=1.0, gt=0.0, le=1.0)
+    features: bool = False
+    max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    backups: int = Field(default=3, ge=0)
+    sink: ClassPath | None = None  # module:Class of another sink; default: JSON-lines files
+
+
 class ServiceConfig(_Frozen):
     """The whole `models.yaml`."""
 
     models: dict[Name, ModelConfig] = Field(min_length=1)
+    recording: RecordingConfig | None = None
     root: Path = Field(default=Path("."), exclude=True)
 
     def artifact_path(self, model_id: str, version: str) -> Path | None:
@@ -113,7 +129,11 @@ def load_config(path: Path) -> ServiceConfig:
         config = ServiceConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_describe(exc)}") from None
-    return config.model_copy(update={"root": path.resolve().parent})
+    root = path.resolve().parent
+    if config.recording is not None and not config.recording.path.is_absolute():
+        recording = config.recording.model_copy(update={"path": root / config.recording.path})
+        config = config.model_copy(update={"recording": recording})
+    return config.model_copy(update={"root": root})
 
 
 def _describe(exc: ValidationError) -> str:

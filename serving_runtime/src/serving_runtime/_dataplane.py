@@ -7,14 +7,18 @@ operation, so a change made through any worker is seen by all.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import PredictFailed
 from ._logs import JsonLog
 from ._model import SelfTestReport
 from ._registry import Plan, Registry, VersionSpec
 from ._sync import FileKey, PlanStore
+
+if TYPE_CHECKING:
+    from ._offload import Offload
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class DataPlane:
 
     def __init__(self, registry: Registry, store: PlanStore, log: JsonLog) -> None:
         self.registry = registry
+        self.offload: Offload | None = None  # shadows and recording, when wired
         self._store = store
         self._log = log
         self._seen: FileKey | None = store.key()
@@ -50,11 +55,14 @@ class DataPlane:
         finally:
             self._syncing.release()
 
-    def infer(self, model_id: str, version: str | None, features: Any) -> Prediction:
+    def infer(
+        self, model_id: str, version: str | None, features: Any, request_id: str = ""
+    ) -> Prediction:
         """Run one prediction; a failing predict() becomes PredictFailed, the worker goes on."""
         self.sync()
         model = self.registry.resolve(model_id, version)
         inputs = model.prepare(features)
+        started = time.perf_counter()
         try:
             output = model.instance.predict(inputs)
         except Exception as exc:
@@ -62,6 +70,13 @@ class DataPlane:
                 f"model {model.model_id!r} version {model.version!r} failed to predict: "
                 f"{type(exc).__name__}"
             ) from exc
+        if self.offload is not None:
+            entry = self.registry.snapshot.get(model_id)
+            if entry is not None:
+                seconds = time.perf_counter() - started
+                self.offload.after_predict(
+                    entry, model, inputs, output, request_id=request_id, seconds=seconds
+                )
         return Prediction(model.model_id, model.version, output)
 
     def ready(self) -> tuple[bool, dict[str, Any]]:

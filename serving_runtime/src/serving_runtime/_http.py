@@ -179,7 +179,7 @@ class App:
         request.features = payload["features"]
         if model_id in self.dataplane.registry.snapshot:
             request.model_id = model_id
-        prediction = self.dataplane.infer(model_id, version, request.features)
+        prediction = self.dataplane.infer(model_id, version, request.features, request.request_id)
         request.version = prediction.version
         body = {
             "model_id": prediction.model_id,
@@ -233,7 +233,10 @@ class App:
                 raise NotFound(f"unknown model {model_id!r}")
             default_class = entry.versions[entry.plan.primary].spec.class_path
             class_path = payload.get("class") or default_class
-            arguments["spec"] = VersionSpec(str(class_path), str(payload["artifact"]))
+            shadow = payload.get("shadow", False)
+            if not isinstance(shadow, bool):
+                raise BadRequest("shadow must be true or false")
+            arguments["spec"] = VersionSpec(str(class_path), str(payload["artifact"]), shadow)
         result = self.dataplane.change(operation, model_id, **arguments)
         return 200, orjson.dumps(result), [JSON_HEADER]
 

@@ -76,6 +76,33 @@ class Metrics:
             registry=own,
         )
         self._children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
+        self._shadow = Counter(
+            "lls_shadow_comparisons",
+            "Shadow predictions compared with the primary's output, by outcome.",
+            ["model_id", "primary_version", "shadow_version", "outcome"],
+            registry=own,
+        )
+        self._dropped = Counter(
+            "lls_offload_dropped",
+            "Shadow or record jobs dropped rather than delay a request, by reason.",
+            ["kind", "reason"],
+            registry=own,
+        )
+        self._written = Counter(
+            "lls_records_written", "Output records written to the sink.", registry=own
+        )
+
+    def shadow(self, model_id: str, primary: str, shadow: str, outcome: str) -> None:
+        """Count one shadow comparison: agree, disagree or error."""
+        self._shadow.labels(model_id, primary, shadow, outcome).inc()
+
+    def dropped(self, kind: str, reason: str, count: int = 1) -> None:
+        """Count jobs dropped (kind: shadow or record)."""
+        self._dropped.labels(kind, reason).inc(count)
+
+    def records_written(self, count: int) -> None:
+        """Count records the sink accepted."""
+        self._written.inc(count)
 
     def observe(
         self, model_id: str | None, version: str | None, status: int, seconds: float

@@ -68,7 +68,9 @@ class ServedModel:
         return self.instance.predict(self.prepare(features))
 
 
-def import_class(class_path: str, search_path: Path | None = None) -> type[Any]:
+def import_class(
+    class_path: str, search_path: Path | None = None, methods: tuple[str, ...] = ("load", "predict")
+) -> type[Any]:
     """Import `package.module:ClassName`, with the service's own folder importable."""
     if search_path is not None and str(search_path) not in sys.path:
         sys.path.insert(0, str(search_path))
@@ -80,7 +82,7 @@ def import_class(class_path: str, search_path: Path | None = None) -> type[Any]:
     cls = getattr(module, class_name, None)
     if not isinstance(cls, type):
         raise ModelLoadError(f"{module_name!r} has no class {class_name!r}")
-    missing = [m for m in ("load", "predict") if not callable(getattr(cls, m, None))]
+    missing = [m for m in methods if not callable(getattr(cls, m, None))]
     if missing:
         raise ModelLoadError(f"{class_path} has no {' or '.join(missing)}() method")
     return cls

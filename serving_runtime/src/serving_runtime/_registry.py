@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -30,10 +31,11 @@ class VersionSpec:
 
     class_path: str
     artifact: str | None = None
+    shadow: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for the plan file."""
-        return {"class": self.class_path, "artifact": self.artifact}
+        return {"class": self.class_path, "artifact": self.artifact, "shadow": self.shadow}
 
 
 @dataclass(frozen=True)
@@ -94,12 +96,21 @@ class ModelEntry:
         entry = self.versions.get(self.plan.primary)
         return entry if entry is not None and entry.passed else None
 
+    @cached_property
+    def shadows(self) -> tuple[ServedModel, ...]:
+        """The versions that see the primary's requests off the request path."""
+        return tuple(
+            v.model for v in self.versions.values() if v.spec.shadow and v.model and v.passed
+        )
+
     def state_of(self, version: str) -> str:
-        """`serving`, `loaded` or `failed`."""
+        """`serving`, `shadow`, `loaded` or `failed`."""
         entry = self.versions[version]
         if not entry.passed:
             return "failed"
-        return "serving" if version == self.plan.primary else "loaded"
+        if version == self.plan.primary:
+            return "serving"
+        return "shadow" if entry.spec.shadow else "loaded"
 
 
 Snapshot = Mapping[str, ModelEntry]
@@ -114,6 +125,7 @@ def plan_from_config(config: ServiceConfig) -> dict[str, ModelPlan]:
             version: VersionSpec(
                 model.class_for(version),
                 None if v.artifact is None else str(config.root / v.artifact),
+                v.shadow,
             )
             for version, v in model.versions.items()
         }
@@ -125,7 +137,7 @@ class Registry:
     """The models and versions of this process."""
 
     def __init__(self, root: Path, loader: Loader | None = None) -> None:
-        self._root = root
+        self.root = root
         self._load = loader or self._load_from_disk
         self._snapshot: Snapshot = MappingProxyType({})
         self._lock = threading.Lock()  # one change at a time; reads never wait for it
@@ -180,8 +192,10 @@ class Registry:
             versions = {}
             for version, spec in model_plan.versions.items():
                 kept = old.versions.get(version) if old else None
-                if kept is None or kept.spec != spec:
+                if kept is None or _source(kept.spec) != _source(spec):
                     kept = self._load_entry(model_id, version, spec)
+                elif kept.spec != spec:  # only its role changed: keep the loaded model
+                    kept = replace(kept, spec=spec)
                 versions[version] = kept
             models[model_id] = ModelEntry(model_id, model_plan, MappingProxyType(versions))
             if old is None or old.plan.primary != model_plan.primary:
@@ -204,8 +218,8 @@ class Registry:
         return entry
 
     def _load_from_disk(self, model_id: str, version: str, spec: VersionSpec) -> ServedModel:
-        artifact = None if spec.artifact is None else self._root / spec.artifact
-        return load_model(model_id, version, spec.class_path, artifact, self._root)
+        artifact = None if spec.artifact is None else self.root / spec.artifact
+        return load_model(model_id, version, spec.class_path, artifact, self.root)
 
     def _say(self, event: str, **fields: Any) -> None:
         for listener in self.on_change:
@@ -271,7 +285,10 @@ class Registry:
         return self._change(model_id, replace(entry.plan, versions=versions, history=history))
 
     def _set_primary(self, model_id: str, version: str, history: tuple[str, ...]) -> Plan:
-        plan = replace(self._entry(model_id).plan, primary=version, history=history)
+        current = self._entry(model_id).plan
+        versions = dict(current.versions)
+        versions[version] = replace(versions[version], shadow=False)  # a primary is no shadow
+        plan = replace(current, primary=version, history=history, versions=versions)
         return self._change(model_id, plan)
 
     def _change(self, model_id: str, model_plan: ModelPlan) -> Plan:
@@ -292,3 +309,7 @@ class Registry:
             raise NotFound(f"model {entry.model_id!r} has no version {version!r}")
         if not found.passed:
             raise Conflict(f"model {entry.model_id!r} version {version!r} {found.problem}")
+
+
+def _source(spec: VersionSpec) -> tuple[str, str | None]:
+    return spec.class_path, spec.artifact

@@ -57,6 +57,15 @@ class GracefulThreadWorker(ThreadWorker):  # type: ignore[misc]
             listener.close()
 
 
+def _start_offload(app: Any) -> None:
+    """The background process for shadows and records, forked while nothing else runs."""
+    from ._offload import start_process
+
+    dataplane = app.dataplane
+    if dataplane.offload is not None:
+        start_process(dataplane, dataplane.offload, app.metrics, app.log)
+
+
 def _child_exit(server: Any, worker: Any) -> None:
     from ._metrics import forget_worker
 
@@ -78,6 +87,7 @@ def serve(config_path: Path, server: ServerSettings, http: HttpSettings) -> None
         return create_app(config_path, http, state_dir)
 
     app = load() if server.preload else None
+    _start_offload(app if app is not None else load())
     options = {
         "bind": list(server.bind),
         "workers": server.workers,

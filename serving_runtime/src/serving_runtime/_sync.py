@@ -47,7 +47,7 @@ class PlanStore:
                 history=tuple(m["history"]),
                 versions=MappingProxyType(
                     {
-                        v: VersionSpec(spec["class"], spec["artifact"])
+                        v: VersionSpec(spec["class"], spec["artifact"], spec["shadow"])
                         for v, spec in m["versions"].items()
                     }
                 ),
