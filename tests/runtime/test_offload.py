@@ -73,7 +73,7 @@ def metric(server: Server, name: str, **labels: str) -> float:
     )
 
 
-def wait_for(check: Any, timeout: float = 10) -> None:
+def wait_for(check: Any, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "timed out"
