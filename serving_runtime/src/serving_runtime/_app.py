@@ -15,6 +15,7 @@ from ._offload import Offload
 from ._registry import Registry, plan_from_config
 from ._settings import HttpSettings
 from ._sync import PlanStore
+from ._tracing import Tracing
 
 
 def create_app(
@@ -39,7 +40,9 @@ def create_app(
     metrics = Metrics(lambda: registry.snapshot)
     dataplane = DataPlane(registry, store, log)
     dataplane.offload = Offload(folder / "offload.sock", config.recording, metrics)
-    return App(dataplane, metrics, log, settings or HttpSettings())
+    app = App(dataplane, metrics, log, settings or HttpSettings())
+    app.tracing = dataplane.tracing = Tracing.from_environment(config.root.name, log)
+    return app
 
 
 def _log_change(log: JsonLog, event: str, fields: dict[str, Any]) -> None:

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import PredictFailed
 from ._logs import JsonLog
-from ._model import SelfTestReport
+from ._model import SelfTestReport, ServedModel
 from ._registry import Plan, Registry, VersionSpec
 from ._sync import FileKey, PlanStore
+from ._tracing import Tracing
 
 if TYPE_CHECKING:
     from ._offload import Offload
@@ -36,6 +37,7 @@ class DataPlane:
     def __init__(self, registry: Registry, store: PlanStore, log: JsonLog) -> None:
         self.registry = registry
         self.offload: Offload | None = None  # shadows and recording, when wired
+        self.tracing: Tracing | None = None  # spans, when an OTLP endpoint is configured
         self._store = store
         self._log = log
         self._seen: FileKey | None = store.key()
@@ -61,15 +63,15 @@ class DataPlane:
         """Run one prediction; a failing predict() becomes PredictFailed, the worker goes on."""
         self.sync()
         model = self.registry.resolve(model_id, version)
-        inputs = model.prepare(features)
         started = time.perf_counter()
-        try:
-            output = model.instance.predict(inputs)
-        except Exception as exc:
-            raise PredictFailed(
-                f"model {model.model_id!r} version {model.version!r} failed to predict: "
-                f"{type(exc).__name__}"
-            ) from exc
+        if self.tracing is None:
+            inputs = model.prepare(features)
+            output = _predict(model, inputs)
+        else:
+            with self.tracing.step("validate", model.model_id, model.version, request_id):
+                inputs = model.prepare(features)
+            with self.tracing.step("predict", model.model_id, model.version, request_id):
+                output = _predict(model, inputs)
         if self.offload is not None:
             entry = self.registry.snapshot.get(model_id)
             if entry is not None:
@@ -153,6 +155,16 @@ class DataPlane:
             if key is not None and key != self._seen:
                 self.registry.apply(self._store.read())
                 self._seen = key
+
+
+def _predict(model: ServedModel, inputs: Any) -> Any:
+    try:
+        return model.instance.predict(inputs)
+    except Exception as exc:
+        raise PredictFailed(
+            f"model {model.model_id!r} version {model.version!r} failed to predict: "
+            f"{type(exc).__name__}"
+        ) from exc
 
 
 def _selftest_summary(report: SelfTestReport | None) -> dict[str, Any] | None:

@@ -33,6 +33,7 @@ from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._metrics import Metrics
 from ._registry import VersionSpec
 from ._settings import HttpSettings
+from ._tracing import Tracing
 
 StartResponse = Callable[..., Any]
 Environ = dict[str, Any]
@@ -78,6 +79,7 @@ class App:
         self.metrics = metrics
         self.log = log
         self.settings = settings
+        self.tracing: Tracing | None = None
         self.routes: dict[str, dict[str, Handler]] = {
             "/infer": {"POST": self.infer},
             "/livez": {"GET": self.livez},
@@ -86,8 +88,11 @@ class App:
             "/metrics": {"GET": self.prometheus},
         }
         # Paths with parameters, tried in order after the exact ones; groups become params.
+        from ._v2 import v2_routes  # the Open Inference Protocol face, beside /infer
+
         self.patterns: list[tuple[re.Pattern[str], dict[str, Handler]]] = [
             (_ADMIN_PATH, {"POST": self.admin}),
+            *v2_routes(self),
         ]
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -96,8 +101,25 @@ class App:
         given = environ.get("HTTP_X_REQUEST_ID")
         request_id = given if given and _REQUEST_ID.match(given) else os.urandom(16).hex()
         request = Request(environ, request_id, environ.get("PATH_INFO") or "/")
+        if self.tracing is None:
+            status, body, headers = self._answer(request)
+        else:
+            with self.tracing.request(environ, request_id) as span:
+                status, body, headers = self._answer(request)
+                span.set_attribute("http.response.status_code", status)
+                if request.model_id is not None:
+                    span.set_attribute("lls.model_id", request.model_id)
+                    span.set_attribute("lls.version", request.version or "")
+        headers.append(("X-Request-Id", request_id))
+        headers.append(("Content-Length", str(len(body))))
+        start_response(f"{status} {_REASONS.get(status, '')}", headers)
+        self._record(request, status, time.perf_counter() - started)
+        return [body]
+
+    def _answer(self, request: Request) -> Response:
+        request_id = request.request_id
         try:
-            status, body, headers = self._dispatch(request)
+            return self._dispatch(request)
         except RequestError as exc:
             if exc.__cause__ is not None:  # the team's code raised: keep its traceback
                 self.log.event(
@@ -107,19 +129,14 @@ class App:
                     message=exc.message,
                     traceback="".join(traceback.format_exception(exc.__cause__)),
                 )
-            status, body, headers = self._error(exc, request_id)
+            return self._error(exc, request_id)
         except Exception:
             self.log.event(
                 "error", "unhandled", request_id=request_id, traceback=traceback.format_exc()
             )
-            status, body, headers = self._error(
+            return self._error(
                 RequestError("internal error; see the log for this request id"), request_id
             )
-        headers.append(("X-Request-Id", request_id))
-        headers.append(("Content-Length", str(len(body))))
-        start_response(f"{status} {_REASONS.get(status, '')}", headers)
-        self._record(request, status, time.perf_counter() - started)
-        return [body]
 
     def _dispatch(self, request: Request) -> Response:
         methods = self.routes.get(request.path)
