@@ -201,11 +201,10 @@ def test_sampling_records_about_the_asked_share(tmp_path: Path) -> None:
 def test_a_shadow_loaded_at_run_time_is_compared_then_promoted(tmp_path: Path) -> None:
     config = service(tmp_path, {"artifact": "artifacts/v2.json"}, None)
     with running(config, workers=2) as server:
-        loaded = server.post(
-            "/admin/models/linear/load",
-            {"version": "v3", "artifact": "artifacts/v3.json", "shadow": True},
-        )
-        assert loaded.status_code == 200, loaded.text
+        command = [sys.executable, "-m", "serving_runtime", "admin", "load", "linear", "v3"]
+        command += ["--artifact", "artifacts/v3.json", "--shadow", "--url", server.url]
+        loaded = subprocess.run(command, capture_output=True, text=True, check=False)
+        assert loaded.returncode == 0, loaded.stderr
         for _ in range(4):
             server.post("/infer", {"model_id": "linear", "features": [1, 0]})
         labels = {"primary_version": "v1", "shadow_version": "v3", "outcome": "disagree"}

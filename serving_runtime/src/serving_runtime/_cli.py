@@ -125,6 +125,9 @@ def _parser() -> argparse.ArgumentParser:
         if op == "load":
             sub.add_argument("--artifact", help="artifact of a version not in models.yaml")
             sub.add_argument("--class", dest="class_path", help="module:Class for that version")
+            sub.add_argument(
+                "--shadow", action="store_true", help="run it as a shadow of the primary"
+            )
         _url_flag(sub)
         sub.add_argument(
             "--token",
@@ -272,6 +275,7 @@ def _admin(args: argparse.Namespace) -> int:
         body["version"] = args.version
     if args.operation == "load" and args.artifact:
         body["artifact"] = args.artifact
+        body["shadow"] = args.shadow
         if args.class_path:
             body["class"] = args.class_path
     path = f"/admin/models/{args.model_id}/{args.operation}"
