@@ -1,0 +1,345 @@
+"""The Open Inference Protocol (V2 REST) face, beside /infer: Triton and KServe clients as they are.
+
+    GET  /v2                                          server metadata
+    GET  /v2/health/live, /v2/health/ready            liveness, readiness
+    GET  /v2/models/{name}[/versions/{v}]             model metadata
+    GET  /v2/models/{name}[/versions/{v}]/ready       model readiness
+    POST /v2/models/{name}[/versions/{v}]/infer       inference
+
+HTTP only: every operation is a data plane call, so versions resolve, metrics count and the
+request log line is written exactly as for /infer. Errors take the protocol's shape,
+{"error": "message"}, with the runtime's statuses. The binary tensor data extension is
+supported both ways, since tritonclient uses it by default.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import struct
+import traceback
+import zlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ._errors import (
+    BadRequest,
+    NotFound,
+    NotReady,
+    PayloadTooLarge,
+    PredictFailed,
+    RequestError,
+    UnsupportedMediaType,
+)
+from ._model import ServedModel
+from ._tensors import Tensor, decode_inputs, output_tensor
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._http import App, Environ, Handler, Request, Response
+
+OUTPUT = "output"  # the one output tensor: whatever predict() returns
+SERVER_NAME = "lls-serving-runtime"
+_MODEL_PATH = r"^/v2/models/([^/]+)(?:/versions/([^/]+))?"
+_JSON = ("Content-Type", "application/json")
+_BINARY = ("Content-Type", "application/octet-stream")
+# tritonclient sends no Content-Type; aiohttp (its asyncio client) sends octet-stream for JSON too.
+_MEDIA_TYPES = frozenset({"", "application/json", "application/octet-stream"})
+_INFLATE = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}  # tritonclient's choices
+_REQUEST_FIELDS = frozenset({"id", "parameters", "inputs", "outputs"})
+
+
+def v2_routes(app: App) -> list[tuple[re.Pattern[str], dict[str, Handler]]]:
+    """The V2 paths for the app's table of parametrised routes; inference first, the hot path."""
+    face = V2Face(app)
+    return [
+        (re.compile(_MODEL_PATH + "/infer$"), {"POST": face.infer}),
+        (re.compile(_MODEL_PATH + "/ready$"), {"GET": face.model_ready}),
+        (re.compile(_MODEL_PATH + "$"), {"GET": face.model_metadata}),
+        (re.compile(r"^/v2/health/live$"), {"GET": face.live}),
+        (re.compile(r"^/v2/health/ready$"), {"GET": face.ready}),
+        (re.compile(r"^/v2/?$"), {"GET": face.server_metadata}),
+        (re.compile(r"^/v2/"), {"GET": face.no_such_path, "POST": face.no_such_path}),
+    ]
+
+
+V2Handler = Callable[["V2Face", "Request"], "Response"]
+
+
+def _v2_errors(handler: V2Handler) -> V2Handler:
+    """Answer a RequestError in the protocol's shape; log the team's traceback as App does."""
+
+    @functools.wraps(handler)
+    def answer(face: V2Face, request: Request) -> Response:
+        try:
+            return handler(face, request)
+        except RequestError as exc:
+            if exc.__cause__ is not None:
+                face.app.log.event(
+                    "error",
+                    exc.code,
+                    request_id=request.request_id,
+                    message=exc.message,
+                    traceback="".join(traceback.format_exception(exc.__cause__)),
+                )
+            return exc.status, orjson.dumps({"error": exc.message}), [_JSON]
+        except Exception:
+            face.app.log.event(
+                "error",
+                "unhandled",
+                request_id=request.request_id,
+                traceback=traceback.format_exc(),
+            )
+            message = f"internal error; see the log for request id {request.request_id}"
+            return 500, orjson.dumps({"error": message}), [_JSON]
+
+    return answer
+
+
+class V2Face:
+    """The V2 handlers, over the app's data plane, log and settings."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.dataplane = app.dataplane
+
+    @_v2_errors
+    def infer(self, request: Request) -> Response:
+        """POST .../infer: input tensors in, the prediction out as the tensor `output`."""
+        request.inference = True
+        name, version = _name_version(request)
+        if name in self.dataplane.registry.snapshot:
+            request.model_id = name
+        header, binary = _read_body(request.environ, self.app.settings.max_body_bytes)
+        payload = _json_object(header)
+        tensors = decode_inputs(payload.get("inputs"), binary)
+        binary_output = _binary_output(payload)
+        model = self._resolve(name, version)
+        request.features = _features(model, tensors)
+        prediction = self.dataplane.infer(name, version, request.features, request.request_id)
+        request.version = prediction.version
+        try:
+            tensor = output_tensor(OUTPUT, prediction.output)
+        except ValueError as exc:
+            raise PredictFailed(
+                f"model {name!r} version {prediction.version!r} returned an output that is "
+                f"not a tensor: {exc}"
+            ) from None
+        return _infer_response(
+            payload, prediction.model_id, prediction.version, tensor, binary_output
+        )
+
+    @_v2_errors
+    def model_ready(self, request: Request) -> Response:
+        """GET .../ready: 200 when the model (version) can serve, 503 when not yet."""
+        name, version = _name_version(request)
+        request.model_id, request.version = name, version
+        try:
+            self._resolve(name, version)
+        except NotReady:
+            return 503, orjson.dumps({"name": name, "ready": False}), [_JSON]
+        return 200, orjson.dumps({"name": name, "ready": True}), [_JSON]
+
+    @_v2_errors
+    def model_metadata(self, request: Request) -> Response:
+        """GET /v2/models/{name}[/versions/{v}]: versions, inputs and outputs."""
+        name, version = _name_version(request)
+        request.model_id, request.version = name, version
+        model = self._resolve(name, version)
+        entry = self.dataplane.registry.snapshot[name]
+        body = {
+            "name": name,
+            "versions": [v for v, e in entry.versions.items() if e.passed],
+            "platform": entry.versions[model.version].spec.class_path,
+            "inputs": [{"name": n, "datatype": "FP64", "shape": [-1]} for n in model.spec.names]
+            if model.spec is not None
+            else [],
+            "outputs": _output_metadata(model),
+        }
+        return 200, orjson.dumps(body), [_JSON]
+
+    @_v2_errors
+    def live(self, request: Request) -> Response:
+        """GET /v2/health/live: the process answers."""
+        return 200, b'{"live":true}', [_JSON]
+
+    @_v2_errors
+    def ready(self, request: Request) -> Response:
+        """GET /v2/health/ready: as /readyz, every model has a serving version."""
+        ready, _ = self.dataplane.ready()
+        return (200 if ready else 503), orjson.dumps({"ready": ready}), [_JSON]
+
+    @_v2_errors
+    def server_metadata(self, request: Request) -> Response:
+        """GET /v2: name, version and extensions."""
+        body = {"name": SERVER_NAME, "version": __version__, "extensions": ["binary_tensor_data"]}
+        return 200, orjson.dumps(body), [_JSON]
+
+    @_v2_errors
+    def no_such_path(self, request: Request) -> Response:
+        """Any other /v2 path: a 404 in the protocol's shape."""
+        raise NotFound(f"no such path: {request.path}")
+
+    def _resolve(self, name: str, version: str | None) -> ServedModel:
+        # The feature names tell how tensors map to predict(); the data plane resolves again.
+        self.dataplane.sync()
+        return self.dataplane.registry.resolve(name, version)
+
+
+def _name_version(request: Request) -> tuple[str, str | None]:
+    name, version = request.params[0], request.params[1]
+    return name, version or None
+
+
+def _read_body(environ: Environ, limit: int) -> tuple[memoryview, memoryview]:
+    """The JSON header and the binary data after it, within the body limit."""
+    media_type = (environ.get("CONTENT_TYPE") or "").partition(";")[0].strip().lower()
+    if media_type not in _MEDIA_TYPES:
+        raise UnsupportedMediaType(
+            f"send V2 requests as application/json (binary data: application/octet-stream "
+            f"with Inference-Header-Content-Length), not {media_type}"
+        )
+    encoding = (environ.get("HTTP_CONTENT_ENCODING") or "identity").strip().lower()
+    if encoding != "identity" and encoding not in _INFLATE:
+        raise UnsupportedMediaType(f"Content-Encoding {encoding} is not gzip or deflate")
+    stream = environ["wsgi.input"]
+    length = environ.get("CONTENT_LENGTH")
+    if length:
+        try:
+            size = int(length)
+        except ValueError:
+            raise BadRequest("Content-Length is not a number") from None
+        if size > limit:
+            raise PayloadTooLarge(f"body of {size} bytes is over the limit of {limit} bytes")
+        body = stream.read(size)
+    else:
+        body = stream.read(limit + 1)
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
+    if encoding != "identity":
+        body = _inflate(body, encoding, limit)
+    whole = memoryview(body)
+    given = environ.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH")
+    if given is None:
+        return whole, whole[len(whole) :]
+    try:
+        split = int(given)
+    except ValueError:
+        raise BadRequest("Inference-Header-Content-Length is not a number") from None
+    if not 0 < split <= len(whole):
+        raise BadRequest(
+            f"Inference-Header-Content-Length {split} is not within the body of {len(whole)} bytes"
+        )
+    return whole[:split], whole[split:]
+
+
+def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
+    inflater = zlib.decompressobj(_INFLATE[encoding])
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise BadRequest(f"body is not valid {encoding} data: {exc}") from None
+    if len(data) > limit:
+        raise PayloadTooLarge(f"decompressed body is over the limit of {limit} bytes")
+    if not inflater.eof:
+        raise BadRequest(f"body is cut short {encoding} data")
+    return data
+
+
+def _json_object(header: memoryview) -> dict[str, Any]:
+    try:
+        payload = orjson.loads(header)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise BadRequest("request must be a JSON object")
+    unknown = payload.keys() - _REQUEST_FIELDS
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
+    return payload
+
+
+def _binary_output(payload: dict[str, Any]) -> bool:
+    """Whether `output` goes back as binary data; refuses outputs the model has not."""
+    parameters = payload.get("parameters") or {}
+    binary = parameters.get("binary_data_output") is True if isinstance(parameters, dict) else False
+    outputs = payload.get("outputs")
+    if outputs is None:
+        return binary
+    if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+        raise BadRequest("'outputs' must be a list of objects")
+    for requested in outputs:
+        if requested.get("name") != OUTPUT:
+            raise BadRequest(f"no output {requested.get('name')!r}: the one output is {OUTPUT!r}")
+        options = requested.get("parameters") or {}
+        if "classification" in options or "shared_memory_region" in options:
+            raise BadRequest("the classification and shared memory extensions are not supported")
+        binary = options.get("binary_data", binary) is True
+    return binary
+
+
+def _features(model: ServedModel, tensors: list[Tensor]) -> Any:
+    """What /infer's `features` would be for these tensors."""
+    spec = model.spec
+    if spec is None:
+        if len(tensors) != 1:
+            raise BadRequest(f"model {model.model_id!r} takes one input tensor, got {len(tensors)}")
+        return tensors[0].nested()
+    takes = (
+        f"model {model.model_id!r} takes one input of shape [N, {len(spec.names)}] or one "
+        f"input of shape [N] per feature ({', '.join(spec.names)})"
+    )
+    if len(tensors) == 1 and tensors[0].name not in spec.index:
+        matrix = tensors[0]
+        if len(matrix.shape) != 2 or matrix.shape[1] != len(spec.names):
+            raise BadRequest(f"input {matrix.name!r} has shape {list(matrix.shape)}; {takes}")
+        return matrix.nested()
+    by_name = {t.name: t for t in tensors}
+    if by_name.keys() != set(spec.names):
+        unknown = sorted(by_name.keys() - spec.index.keys())
+        missing = [n for n in spec.names if n not in by_name]
+        problem = f"unknown input(s) {unknown}" if unknown else f"missing input(s) {missing}"
+        raise BadRequest(f"{problem}; {takes}")
+    rows = by_name[spec.names[0]].shape[0]
+    for t in tensors:
+        if t.shape not in ((rows,), (rows, 1)):
+            raise BadRequest(
+                f"input {t.name!r} has shape {list(t.shape)}; every feature input needs "
+                f"shape [{rows}] or [{rows}, 1], as {spec.names[0]!r} has"
+            )
+    return [list(row) for row in zip(*(by_name[n].flat for n in spec.names), strict=True)]
+
+
+def _infer_response(
+    payload: dict[str, Any], model_id: str, version: str, tensor: Tensor, binary: bool
+) -> Response:
+    output: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype}
+    output["shape"] = tensor.shape
+    body: dict[str, Any] = {"model_name": model_id, "model_version": version}
+    if "id" in payload:
+        body["id"] = payload["id"]
+    body["outputs"] = [output]
+    if not binary:
+        output["data"] = tensor.flat
+        return 200, orjson.dumps(body), [_JSON]
+    try:
+        data = tensor.packed()
+    except (OverflowError, UnicodeEncodeError, struct.error) as exc:
+        raise PredictFailed(f"model {model_id!r} output cannot be sent as binary: {exc}") from None
+    output["parameters"] = {"binary_data_size": len(data)}
+    header = orjson.dumps(body)
+    return 200, header + data, [_BINARY, ("Inference-Header-Content-Length", str(len(header)))]
+
+
+def _output_metadata(model: ServedModel) -> list[dict[str, Any]]:
+    # What the canaries answered: the datatype, and the shape with a variable first dimension.
+    for row in model.selftest.rows:
+        try:
+            tensor = output_tensor(OUTPUT, row.got)
+        except ValueError:
+            continue
+        shape = [-1, *tensor.shape[1:]] if tensor.shape else []
+        return [{"name": OUTPUT, "datatype": tensor.datatype, "shape": shape}]
+    return []
