@@ -38,9 +38,12 @@ from ._tracing import Tracing
 StartResponse = Callable[..., Any]
 Environ = dict[str, Any]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
-_ADMIN_PATH = re.compile(r"^/admin/models/([^/]+)/(promote|rollback|load|unload)$")
+_ADMIN_PATH = re.compile(
+    r"^/admin/models/(?P<model_id>[^/]+)/(?P<operation>promote|rollback|load|unload)$"
+)
 _PROXY_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_ENVOY_EXTERNAL_ADDRESS")
-_QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics"})  # probes: logged only on error
+# probes and scrapes: logged only on error
+_QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics", "/openapi.json"})
 _INFER_FIELDS = frozenset({"model_id", "version", "features"})
 _REASONS = {
     200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
@@ -80,12 +83,14 @@ class App:
         self.log = log
         self.settings = settings
         self.tracing: Tracing | None = None
+        self._openapi: bytes | None = None
         self.routes: dict[str, dict[str, Handler]] = {
             "/infer": {"POST": self.infer},
             "/livez": {"GET": self.livez},
             "/readyz": {"GET": self.readyz},
             "/models": {"GET": self.list_models},
             "/metrics": {"GET": self.prometheus},
+            "/openapi.json": {"GET": self.openapi},
         }
         # Paths with parameters, tried in order after the exact ones; groups become params.
         from ._v2 import v2_routes  # the Open Inference Protocol face, beside /infer
@@ -231,6 +236,14 @@ class App:
         """GET /metrics: Prometheus text format."""
         self.dataplane.sync()
         return 200, self.metrics.render(), [("Content-Type", METRICS_CONTENT_TYPE)]
+
+    def openapi(self, request: Request) -> Response:
+        """GET /openapi.json: this API, generated from the route table."""
+        if self._openapi is None:
+            from ._openapi import document
+
+            self._openapi = orjson.dumps(document(self))
+        return 200, self._openapi, [JSON_HEADER]
 
     def admin(self, request: Request) -> Response:
         """POST /admin/models/{id}/{promote,rollback,load,unload}: localhost or token only."""

@@ -1,0 +1,161 @@
+"""The OpenAPI document of the runtime's JSON face, generated from the app's own route table.
+
+Every exact route and every parametrised route with named groups is listed with the summary
+its handler's docstring gives; the request and answer schemas below are keyed by handler.
+Served at GET /openapi.json; the docs and the fuzz tests read it from there.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._http import App
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["status", "code", "message", "request_id"],
+            "properties": {
+                "status": {"type": "integer"},
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "request_id": {"type": "string"},
+            },
+        }
+    },
+}
+_NUMBER = {"type": "number"}
+_ROW = {
+    "oneOf": [
+        {"type": "array", "items": _NUMBER},
+        {"type": "object", "additionalProperties": _NUMBER},
+    ]
+}
+_INFER_REQUEST = {
+    "type": "object",
+    "required": ["model_id", "features"],
+    "additionalProperties": False,
+    "properties": {
+        "model_id": {"type": "string", "minLength": 1, "description": "the model to ask"},
+        "version": {"type": "string", "description": "a version; the primary when absent"},
+        "features": {
+            "description": "one row (an object keyed by feature name, or a list of numbers in "
+            "the declared order) or a list of rows; a model that declares no feature names "
+            "receives any JSON value as sent",
+            "oneOf": [_ROW, {"type": "array", "items": _ROW, "minItems": 1}, {}],
+        },
+    },
+}
+_INFER_ANSWER = {
+    "type": "object",
+    "required": ["model_id", "version", "request_id", "output"],
+    "properties": {
+        "model_id": {"type": "string"},
+        "version": {"type": "string"},
+        "request_id": {"type": "string"},
+        "output": {"description": "what the model's predict() returned, as JSON"},
+    },
+}
+_ADMIN_REQUEST = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "version": {"type": "string"},
+        "artifact": {"type": "string", "description": "load: artifact of a new version"},
+        "class": {"type": "string", "description": "load: module:Class of a new version"},
+        "shadow": {"type": "boolean", "description": "load: run it as a shadow"},
+    },
+}
+_OBJECT = {"type": "object"}
+
+# handler name -> (request body schema or None, {status: (description, schema)})
+_SCHEMAS: dict[str, tuple[dict[str, Any] | None, dict[int, tuple[str, dict[str, Any]]]]] = {
+    "infer": (
+        _INFER_REQUEST,
+        {
+            200: ("the model's answer", _INFER_ANSWER),
+            400: ("malformed JSON, fields or features", _ERROR),
+            404: ("unknown model or version", _ERROR),
+            413: ("body over the configured limit", _ERROR),
+            415: ("body not sent as application/json", _ERROR),
+            500: ("the model's predict() raised", _ERROR),
+            503: ("the model has no serving version", _ERROR),
+        },
+    ),
+    "livez": (None, {200: ("the process answers", _OBJECT)}),
+    "readyz": (None, {200: ("ready", _OBJECT), 503: ("not ready, with reasons", _OBJECT)}),
+    "list_models": (None, {200: ("models, versions, states, self-tests", _OBJECT)}),
+    "prometheus": (None, {200: ("Prometheus text format", {"type": "string"})}),
+    "openapi": (None, {200: ("this document", _OBJECT)}),
+    "admin": (
+        _ADMIN_REQUEST,
+        {
+            200: ("done; the new primary", _OBJECT),
+            400: ("missing or malformed fields", _ERROR),
+            403: ("not from this host, or a wrong token", _ERROR),
+            404: ("unknown model or version", _ERROR),
+            409: ("the change cannot apply to the current state", _ERROR),
+            422: ("the version failed to load or its self-tests", _ERROR),
+        },
+    ),
+}
+_GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")
+
+
+def document(app: App) -> dict[str, Any]:
+    """OpenAPI 3.1 for every route of `app` whose path can be written as a template."""
+    paths: dict[str, Any] = {}
+    for path, methods in app.routes.items():
+        paths[path] = _operations(methods, [])
+    for pattern, methods in app.patterns:
+        source = pattern.pattern
+        if not source.endswith("$") or "(?P<" not in source:
+            continue  # not a template (e.g. the V2 face, which follows its own spec)
+        template = _GROUP.sub(lambda m: "{" + m.group(1) + "}", source.strip("^$"))
+        paths[template] = _operations(methods, list(pattern.groupindex))
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "lls serving runtime", "version": __version__},
+        "paths": paths,
+    }
+
+
+def _operations(methods: dict[str, Any], parameters: list[str]) -> dict[str, Any]:
+    operations = {}
+    for method, handler in methods.items():
+        name = handler.__name__
+        request, answers = _SCHEMAS.get(name, (None, {200: ("answer", _OBJECT)}))
+        operation: dict[str, Any] = {
+            "operationId": name,
+            "summary": (handler.__doc__ or name).strip().splitlines()[0],
+            "responses": {
+                str(status): {
+                    "description": text,
+                    "content": {_media(name, status): {"schema": schema}},
+                }
+                for status, (text, schema) in answers.items()
+            },
+        }
+        if parameters:
+            operation["parameters"] = [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                for p in parameters
+            ]
+        if request is not None:
+            operation["requestBody"] = {
+                "required": name == "infer",
+                "content": {"application/json": {"schema": request}},
+            }
+        operations[method.lower()] = operation
+    return operations
+
+
+def _media(handler: str, status: int) -> str:
+    return "text/plain" if handler == "prometheus" and status == 200 else "application/json"
