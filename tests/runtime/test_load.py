@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -214,3 +215,43 @@ def _wait(url: str) -> None:
             pass
         time.sleep(0.05)
     raise AssertionError("server not ready")
+
+
+def test_clients_that_trickle_their_body_get_408_and_starve_no_one(fresh_service: Path) -> None:
+    with running(fresh_service, "--body-timeout", "1", workers=2) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        trickling = []
+        for _ in range(12):  # three times the server's threads
+            sock = socket.create_connection((host, int(port)))
+            sock.sendall(
+                b"POST /infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 1000\r\n\r\n{"model_id":'
+            )
+            trickling.append(sock)
+        time.sleep(0.2)
+        started = time.monotonic()
+        answer = server.post("/infer", {"model_id": "linear", "features": [1, 2]})
+        waited = time.monotonic() - started
+        assert answer.json()["output"] == [5.0]
+        assert waited < 6, waited  # bounded by the body timeout, not by the slow clients
+        for sock in trickling:
+            sock.settimeout(10)
+            head = sock.recv(65536)
+            assert head.startswith(b"HTTP/1.1 408"), head[:100]
+            sock.close()
+
+
+def test_huge_bodies_do_not_starve_small_requests(fresh_service: Path) -> None:
+    big = {"model_id": "echo", "features": "x" * (1024 * 1024 - 100)}
+    with running(fresh_service, workers=2) as server:
+        with Load(server.url + "/infer", lambda i: big, clients=6) as load:
+            time.sleep(0.5)
+            took = []
+            for i in range(20):
+                started = time.monotonic()
+                answer = server.post("/infer", {"model_id": "linear", "features": [i, 0]})
+                took.append(time.monotonic() - started)
+                assert answer.json()["output"] == [linear("v1", i, 0)]
+        assert all(r.status == 200 for r in load.results)
+        assert len(load.results) > 10
+        assert sorted(took)[len(took) // 2] < 0.5, took

@@ -6,6 +6,7 @@
      └── RequestError             answered to a client; carries an HTTP status and a code
           ├── BadRequest            400 malformed JSON, fields or features
           ├── NotFound              404 unknown model, version or path
+          ├── RequestTimeout        408 the body did not arrive in time
           ├── MethodNotAllowed      405
           ├── Conflict              409 an admin change that cannot apply (e.g. unload primary)
           ├── PayloadTooLarge       413 body over the configured limit
@@ -74,6 +75,13 @@ class MethodNotAllowed(RequestError):
     def __init__(self, message: str, allowed: tuple[str, ...]) -> None:
         super().__init__(message)
         self.allowed = allowed
+
+
+class RequestTimeout(RequestError):
+    """The client did not send its body within the configured time."""
+
+    status = 408
+    code = "request_timeout"
 
 
 class Conflict(RequestError):

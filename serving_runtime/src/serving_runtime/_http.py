@@ -6,9 +6,11 @@ Every answer is JSON (but /metrics); every error has one shape:
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import os
 import re
+import socket
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -26,6 +28,7 @@ from ._errors import (
     PayloadTooLarge,
     PredictFailed,
     RequestError,
+    RequestTimeout,
     UnsupportedMediaType,
 )
 from ._logs import JsonLog
@@ -47,7 +50,7 @@ _QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics", "/openapi.json"})
 _INFER_FIELDS = frozenset({"model_id", "version", "features"})
 _REASONS = {
     200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 409: "Conflict", 413: "Content Too Large",
+    405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 413: "Content Too Large",
     415: "Unsupported Media Type", 422: "Unprocessable Content",
     500: "Internal Server Error", 503: "Service Unavailable",
 }  # fmt: skip
@@ -294,7 +297,7 @@ class App:
             )
         limit = self.settings.max_body_bytes
         length = environ.get("CONTENT_LENGTH")
-        stream = environ["wsgi.input"]
+        size = limit + 1  # without a length (chunked), read one byte past the limit
         if length:
             try:
                 size = int(length)
@@ -302,11 +305,9 @@ class App:
                 raise BadRequest("Content-Length is not a number") from None
             if size > limit:
                 raise PayloadTooLarge(f"body of {size} bytes is over the limit of {limit} bytes")
-            body = stream.read(size)
-        else:
-            body = stream.read(limit + 1)
-            if len(body) > limit:
-                raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
+        body = self._read(environ, size)
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -314,6 +315,25 @@ class App:
         if not isinstance(payload, dict):
             raise BadRequest("body must be a JSON object")
         return payload
+
+    def _read(self, environ: Environ, size: int) -> bytes:
+        # A client that trickles its body would hold a worker thread for as long as it likes:
+        # bound the wait, then stop reading from it (the answer still reaches it).
+        sock = environ.get("gunicorn.socket")
+        if sock is None:
+            data: bytes = environ["wsgi.input"].read(size)
+            return data
+        sock.settimeout(self.settings.body_timeout)
+        try:
+            data = environ["wsgi.input"].read(size)
+        except TimeoutError:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RD)
+            raise RequestTimeout(
+                f"the body did not arrive within {self.settings.body_timeout:g} s"
+            ) from None
+        sock.settimeout(None)
+        return data
 
     @staticmethod
     def _error(exc: RequestError, request_id: str) -> Response:

@@ -14,6 +14,7 @@ class HttpSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     log_features: bool = False
     admin_token: str | None = None
+    body_timeout: float = 10.0  # seconds a client gets to send its whole body
 
 
 @dataclass(frozen=True)
