@@ -108,23 +108,6 @@ def _parser() -> argparse.ArgumentParser:
         "--allow-missing", action="store_true", help="skip models that have no dataset yet"
     )
 
-    drift = commands.add_parser(
-        "drift",
-        help="run each model's primary on drift/<model>/inputs.jsonl and compare with "
-        "baseline.jsonl there; exit 1 on a row beyond tolerance or a missing dataset",
-    )
-    _config_flag(drift)
-    drift.add_argument("--model", help="only this model id")
-    drift.add_argument("--dir", type=Path, help="drift folder [drift/ next to models.yaml]")
-    drift.add_argument(
-        "--update",
-        action="store_true",
-        help="write the baselines from the current outputs, on purpose; says how many changed",
-    )
-    drift.add_argument(
-        "--allow-missing", action="store_true", help="skip models that have no dataset yet"
-    )
-
     check = commands.add_parser("check", help="validate models.yaml and import every class")
     _config_flag(check)
 
@@ -273,37 +256,6 @@ def _drift(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else 0
 
 
-def _drift(args: argparse.Namespace) -> int:
-    from ._drift import BASELINE, check_drift, drift_table, update_baselines
-
-    config = load_config(args.config or find_config())
-    run = update_baselines if args.update else check_drift
-    failed = False
-    for result in run(config, None if args.model is None else [args.model], args.dir):
-        name = f"{result.model_id} {result.version}"
-        if result.problem is not None:
-            skip = result.missing and args.allow_missing
-            failed = failed or not skip
-            print(f"{'SKIP' if skip else 'FAIL'}  {name}: {result.problem}")
-            continue
-        report = result.report
-        assert report is not None  # no problem: it ran
-        if result.written:
-            print(
-                f"WROTE {name}: {result.folder / BASELINE}, {len(report.rows)} rows, "
-                f"{len(report.failures)} changed"
-            )
-        elif result.passed:
-            print(f"PASS  {name}: {len(report.rows)} rows within {report.tolerance:g}")
-        else:
-            failed = True
-            print(
-                f"FAIL  {name}: {len(report.failures)} of {len(report.rows)} rows beyond "
-                f"tolerance against {result.folder / BASELINE}\n{drift_table(result)}"
-            )
-    return EXIT_FAILED if failed else 0
-
-
 def _check(args: argparse.Namespace) -> int:
     path = args.config or find_config()
     config = load_config(path)
@@ -408,7 +360,6 @@ def _call(
 _COMMANDS = {
     "serve": _serve,
     "selftest": _selftest,
-    "drift": _drift,
     "drift": _drift,
     "check": _check,
     "models": _models,
