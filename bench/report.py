@@ -23,6 +23,9 @@ class Measurements:
     points: defaultdict[tuple[str, int], list[WrkResult]] = field(default_factory=_lists)
     cold_starts: defaultdict[str, list[float]] = field(default_factory=_lists)
     pss_mib: defaultdict[str, list[float]] = field(default_factory=_lists)
+    # Server CPU time per request: steadier than rps on a shared machine, since time the
+    # server waits for a core does not count.
+    cpu_ms: defaultdict[tuple[str, int], list[float]] = field(default_factory=_lists)
     predict: list[PredictTiming] = field(default_factory=list)
 
     @property
@@ -38,6 +41,7 @@ class Measurements:
             p99_ms=statistics.median(r.p99_ms for r in runs),
             errors_status=sum(r.errors_status for r in runs),
             errors_socket=sum(r.errors_socket for r in runs),
+            cpu_ms=statistics.median(self.cpu_ms[(stack, connections)]),
         )
 
     def overhead_ms(self, stack: str) -> float:
@@ -60,6 +64,7 @@ class Point:
     p99_ms: float
     errors_status: int
     errors_socket: int
+    cpu_ms: float  # server CPU per request
 
 
 @dataclass(frozen=True)
@@ -120,17 +125,19 @@ def tables(m: Measurements) -> str:
         "## Throughput and latency",
         "",
         "Medians over rounds; errors summed over rounds (status = HTTP >= 400, socket = connect,"
-        " read, write, timeout).",
+        " read, write, timeout). Server CPU ms/req is the CPU time of the server's processes"
+        " during the point divided by its requests: less sensitive to a busy machine than rps.",
         "",
-        "| stack | conns | rps | mean ms | p50 ms | p99 ms | status errors | socket errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| stack | conns | rps | mean ms | p50 ms | p99 ms | server CPU ms/req | status errors"
+        " | socket errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in m.stacks:
         for c in m.connections:
             p = m.point(s.name, c)
             lines.append(
                 f"| {s.name} | {c} | {p.rps:,.0f} | {p.mean_ms:.3f} | {p.p50_ms:.3f} "
-                f"| {p.p99_ms:.3f} | {p.errors_status} | {p.errors_socket} |"
+                f"| {p.p99_ms:.3f} | {p.cpu_ms:.3f} | {p.errors_status} | {p.errors_socket} |"
             )
     lines += [
         "",

@@ -38,8 +38,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="1 round, 3 s per point: development")
     p.add_argument("--rounds", type=int, help="rounds over all stacks (default 2)")
-    p.add_argument("--seconds", type=float, help="measured seconds per point (default 10)")
-    p.add_argument("--warmup", type=float, help="warm-up seconds before each point (default 2)")
+    p.add_argument("--seconds", type=int, help="measured seconds per point (default 10)")
+    p.add_argument("--warmup", type=int, help="warm-up seconds before each point (default 2)")
     p.add_argument("--connections", default="1,8,32", help="comma-separated (default 1,8,32)")
     p.add_argument("--cold-starts", type=int, default=3, help="cold start samples per stack")
     p.add_argument("--workers", type=int, default=2)
@@ -48,8 +48,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--results", type=Path, default=RESULTS, help="where to write the tables")
     args = p.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 2)
-    args.seconds = args.seconds or (3.0 if args.quick else 10.0)
-    args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
+    args.seconds = args.seconds or (3 if args.quick else 10)
+    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     args.connections = tuple(int(c) for c in args.connections.split(","))
     return args
 
@@ -76,12 +76,15 @@ def measure(args: argparse.Namespace, ws: Workspace, stacks: list[Stack]) -> rep
                 for c in args.connections:
                     if args.warmup > 0:
                         run_wrk(running.url, running.body, c, args.warmup)
+                    cpu_before = running.cpu_s()
                     result = run_wrk(running.url, running.body, c, args.seconds)
+                    cpu_ms = (running.cpu_s() - cpu_before) * 1000 / max(result.requests, 1)
                     m.points[(stack.name, c)].append(result)
+                    m.cpu_ms[(stack.name, c)].append(cpu_ms)
                     print(
                         f"round {round_no + 1} {stack.name:<18} c={c:<3} {result.rps:9,.0f} rps"
                         f"  p50 {result.p50_ms:6.3f} ms  p99 {result.p99_ms:6.3f} ms"
-                        f"  errors {result.errors}",
+                        f"  cpu {cpu_ms:.3f} ms/req  errors {result.errors}",
                         flush=True,
                     )
                 m.pss_mib[stack.name].append(running.pss_mib())

@@ -16,6 +16,7 @@ from typing import Any
 
 from bench.stacks import Stack, Workspace
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 START_TIMEOUT_S = 60.0
 POLL_INTERVAL_S = 0.005
 
@@ -30,6 +31,10 @@ class Running:
 
     def pss_mib(self) -> float:
         return sum(_pss_kib(pid) for pid in _process_tree(self.proc.pid)) / 1024
+
+    def cpu_s(self) -> float:
+        """CPU time (user + system) the server's processes have used so far."""
+        return sum(_cpu_ticks(pid) for pid in _process_tree(self.proc.pid)) / CLOCK_TICKS
 
 
 def server_env(ws: Workspace, stack: Stack) -> dict[str, str]:
@@ -119,12 +124,22 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
-def _start_time(pid: int) -> str | None:
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat from the third (state) on: the name before may hold spaces."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22, counted after the command name
+
+
+def _start_time(pid: int) -> str | None:
+    fields = _stat_fields(pid)
+    return fields[19] if fields else None  # field 22, starttime
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = _stat_fields(pid)
+    return int(fields[11]) + int(fields[12]) if fields else 0  # fields 14-15, utime and stime
 
 
 def _port_frees(port: int, timeout_s: float) -> bool:

@@ -113,6 +113,24 @@ STACKS: tuple[Stack, ...] = (
         default=False,
     ),
     Stack(
+        name="runtime-sync",
+        role="variant",
+        port=18714,
+        command=gunicorn("bench.apps.runtime_gunicorn:app", "--preload", "--worker-class", "sync"),
+        about="the runtime's WSGI app on Gunicorn sync workers (no keep-alive), preloaded",
+        default=False,
+    ),
+    Stack(
+        name="runtime-gthread-si",
+        role="variant",
+        port=18715,
+        command=gunicorn("bench.apps.runtime_gunicorn:app", "--preload", "--threads", "2"),
+        about="the runtime's WSGI app on Gunicorn gthread (2 threads) with a 0.2 ms GIL switch"
+        " interval instead of 5 ms",
+        env={"BENCH_SWITCH_INTERVAL": "0.0002"},
+        default=False,
+    ),
+    Stack(
         name="flask-gunicorn",
         role="baseline",
         port=18702,

@@ -32,10 +32,10 @@ class WrkResult:
         return self.errors_status + self.errors_socket
 
 
-def run_wrk(url: str, body: bytes, connections: int, seconds: float) -> WrkResult:
+def run_wrk(url: str, body: bytes, connections: int, seconds: int) -> WrkResult:
     # One wrk thread: the two cores are shared with the server under test.
     cmd = [
-        "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "5s", "--latency",
+        "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "--latency",
         "-s", str(LUA), url,
     ]  # fmt: skip
     env = {**os.environ, "BENCH_BODY": body.decode()}
