@@ -1,0 +1,210 @@
+"""The Helm chart: linted and rendered by Helm's engine, each object checked against the
+Kubernetes schemas, the pod against the restricted Pod Security Standard, values against the
+answers, and bad values refused by values.schema.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+
+from serving_runtime._cli import _parser
+
+from .chart import one, render_chart
+from .conftest import KUBERNETES_VERSIONS, answers_of
+
+RESTRICTED_VOLUME_TYPES = {
+    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+    "projected", "secret",
+}  # fmt: skip
+
+
+def test_helm_lint_finds_nothing_to_warn_about(service: Path) -> None:
+    for kube_version in KUBERNETES_VERSIONS:
+        report = helm.lint(service / "chart", strict=True, kube_version=f"v{kube_version}")
+        problems = [m for m in report["messages"] if m["severity"] >= 2]  # warning, error
+        assert report["errors"] == [] and problems == [], report
+
+
+def test_every_object_is_valid_for_kubernetes_strictly(service: Path) -> None:
+    manifests = render_chart(service)
+    kinds = sorted(m["kind"] for m in manifests)
+    assert kinds == sorted(
+        ["ConfigMap", "ConfigMap", "Deployment", "HorizontalPodAutoscaler",
+         "PodDisruptionBudget", "Service", "ServiceAccount"]
+    )  # fmt: skip
+    for manifest in manifests:
+        for version in KUBERNETES_VERSIONS:
+            # Raises ValidationError naming the path of the first wrong field.
+            kubernetes_validate.validate(manifest, version, strict=True)
+
+
+def test_a_wrong_field_is_caught_by_the_kubernetes_schemas(service: Path) -> None:
+    deployment = one(render_chart(service), "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["readOnlyRootFileSystem"] = True
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[-1], strict=True)
+
+
+def _restricted_violations(pod: dict[str, Any]) -> list[str]:
+    """The Pod Security Standard "restricted" (which includes "baseline"), field by field."""
+    found: list[str] = []
+    pod_sc = pod.get("securityContext", {})
+    for field in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(field):
+            found.append(f"pod {field}")
+    if pod_sc.get("seccompProfile", {}).get("type") not in {"RuntimeDefault", "Localhost"}:
+        found.append("pod seccompProfile")
+    if pod_sc.get("runAsUser") == 0:
+        found.append("pod runAsUser 0")
+    if pod_sc.get("sysctls"):
+        found.append("pod sysctls")
+    for volume in pod.get("volumes", []):
+        kinds = set(volume) - {"name"}
+        if not kinds <= RESTRICTED_VOLUME_TYPES:
+            found.append(f"volume {volume['name']}: {kinds}")
+    containers = pod["containers"] + pod.get("initContainers", [])
+    for c in containers:
+        sc = c.get("securityContext", {})
+        name = c["name"]
+        if sc.get("privileged"):
+            found.append(f"{name}: privileged")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            found.append(f"{name}: allowPrivilegeEscalation must be false")
+        if not (sc.get("runAsNonRoot") or pod_sc.get("runAsNonRoot")):
+            found.append(f"{name}: runAsNonRoot")
+        if sc.get("runAsUser", pod_sc.get("runAsUser")) == 0:
+            found.append(f"{name}: runAsUser 0")
+        if "ALL" not in sc.get("capabilities", {}).get("drop", []):
+            found.append(f"{name}: capabilities must drop ALL")
+        if set(sc.get("capabilities", {}).get("add", [])) - {"NET_BIND_SERVICE"}:
+            found.append(f"{name}: adds capabilities")
+        profile = sc.get("seccompProfile", {}).get("type")
+        if profile not in {None, "RuntimeDefault", "Localhost"}:
+            found.append(f"{name}: seccompProfile {profile}")
+        if sc.get("procMount", "Default") != "Default":
+            found.append(f"{name}: procMount")
+        if any(p.get("hostPort") for p in c.get("ports", [])):
+            found.append(f"{name}: hostPort")
+        if sc.get("windowsOptions", {}).get("hostProcess"):
+            found.append(f"{name}: hostProcess")
+    return found
+
+
+def test_the_pod_meets_the_restricted_pod_security_standard(service: Path) -> None:
+    pod = one(render_chart(service), "Deployment")["spec"]["template"]["spec"]
+    assert _restricted_violations(pod) == []
+    # and the checker itself sees a violation when there is one
+    pod["initContainers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    pod["volumes"].append({"name": "host", "hostPath": {"path": "/"}})
+    assert len(_restricted_violations(pod)) == 2
+
+
+def test_read_only_root_writes_only_to_a_tmp_emptydir_and_no_token(service: Path) -> None:
+    manifests = render_chart(service)
+    pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for container in pod["containers"] + pod["initContainers"]:
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    runtime = next(c for c in pod["containers"] if c["name"] == "runtime")
+    tmp = next(m for m in runtime["volumeMounts"] if m["mountPath"] == "/tmp")
+    assert "emptyDir" in volumes[tmp["name"]]
+    assert pod["automountServiceAccountToken"] is False
+    account = one(manifests, "ServiceAccount")
+    assert account["automountServiceAccountToken"] is False
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+
+
+def test_resources_replicas_and_workers_come_from_the_answers(service: Path) -> None:
+    answers = answers_of(service)
+    manifests = render_chart(service)
+    pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
+    runtime = next(c for c in pod["containers"] if c["name"] == "runtime")
+    assert runtime["resources"] == {
+        "requests": {"cpu": answers["cpu_request"], "memory": answers["memory_request"]},
+        "limits": {"cpu": answers["cpu_limit"], "memory": answers["memory_limit"]},
+    }
+    hpa = one(manifests, "HorizontalPodAutoscaler")["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (
+        answers["min_replicas"],
+        answers["max_replicas"],
+    )
+    (metric,) = hpa["metrics"]
+    assert metric["resource"]["target"]["averageUtilization"] == answers["autoscaling_cpu_target"]
+    assert "replicas" not in one(manifests, "Deployment")["spec"]  # the autoscaler owns it
+    settings = one(manifests, "ConfigMap", "-runtime")["data"]
+    assert settings["SERVING_RUNTIME_WORKERS"] == str(answers["workers"])
+    pdb = one(manifests, "PodDisruptionBudget")["spec"]
+    assert pdb["maxUnavailable"] == 1  # never blocks a drain, even with one replica
+    assert pdb["selector"]["matchLabels"] == one(manifests, "Service")["spec"]["selector"]
+
+
+def test_runtime_settings_are_flags_the_runtime_reads(service: Path) -> None:
+    """Each SERVING_RUNTIME_* of the ConfigMap names a flag of `serving-runtime serve`."""
+    settings = one(render_chart(service), "ConfigMap", "-runtime")["data"]
+    serve = _parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
+    flags = {a.dest.upper() for a in serve._actions} | {"CONFIG"}
+    names = {k.removeprefix("SERVING_RUNTIME_") for k in settings if k.startswith("SERVING_")}
+    assert names and names <= flags, names - flags
+    assert settings["SERVING_RUNTIME_BIND"].startswith("127.0.0.1:")
+
+
+def test_probes_reach_the_runtime_endpoints_through_envoy(service: Path) -> None:
+    manifests = render_chart(service)
+    pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
+    runtime = next(c for c in pod["containers"] if c["name"] == "runtime")
+    envoy = pod["initContainers"][0]
+    assert envoy["name"] == "envoy" and envoy["restartPolicy"] == "Always"  # native sidecar
+    envoy_port = next(p["containerPort"] for p in envoy["ports"] if p["name"] == "http")
+    probes = {k: runtime[k]["httpGet"] for k in ("startupProbe", "readinessProbe", "livenessProbe")}
+    assert {k: (p["path"], p["port"]) for k, p in probes.items()} == {
+        "startupProbe": ("/readyz", envoy_port),
+        "readinessProbe": ("/readyz", envoy_port),
+        "livenessProbe": ("/livez", envoy_port),
+    }
+    # generous start: models load and self-test first
+    startup = runtime["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
+    service_ports = one(manifests, "Service")["spec"]["ports"]
+    assert [p["targetPort"] for p in service_ports] == ["http"]
+
+
+BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
+    ("zero cpu", {"runtime": {"resources": {"requests": {"cpu": "0"}}}}),
+    ("memory in MB", {"runtime": {"resources": {"limits": {"memory": "512MB"}}}}),
+    ("no replicas", {"autoscaling": {"minReplicas": 0}}),
+    ("target over 100%", {"autoscaling": {"targetCPUUtilizationPercentage": 150}}),
+    ("port as text", {"envoy": {"port": "http"}}),
+    ("privileged port", {"runtime": {"port": 80}}),
+    ("unknown key", {"replicaCount": 3}),
+    ("misspelt nested key", {"envoy": {"routeTimeout": 100}}),
+    ("bad pull policy", {"image": {"pullPolicy": "Sometimes"}}),
+]
+
+
+@pytest.mark.parametrize(("case", "values"), BAD_VALUES, ids=[c for c, _ in BAD_VALUES])
+def test_values_schema_refuses_bad_values(render: Any, case: str, values: dict[str, Any]) -> None:
+    chart_dir = render("default") / "chart"
+    with helm.Chart.load(chart_dir) as chart:
+        chart.validate_schema(chart.merge_values({}))  # the defaults pass
+        with pytest.raises(helm.HelmValuesError):
+            chart.validate_schema(chart.merge_values(values))
+        with pytest.raises(helm.HelmError):
+            chart.render(values, name="x", namespace="y")
+
+
+def test_more_min_than_max_replicas_is_refused(render: Any) -> None:
+    with pytest.raises(helm.HelmError, match="minReplicas"):
+        render_chart(render("default"), {"autoscaling": {"minReplicas": 9, "maxReplicas": 3}})
+
+
+def test_without_autoscaling_the_deployment_holds_the_replicas(render: Any) -> None:
+    manifests = render_chart(render("default"), {"autoscaling": {"enabled": False}})
+    assert one(manifests, "Deployment")["spec"]["replicas"] == answers_of(render("default"))[
+        "min_replicas"
+    ]
+    assert not [m for m in manifests if m["kind"] == "HorizontalPodAutoscaler"]
+
