@@ -15,7 +15,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import copier
 import yaml
 
 from ._errors import InvalidAnswer, LlsError, UserMessageError
@@ -154,6 +153,8 @@ def new(
 
 
 def _render(package: Shipped, version: str, answers: Mapping[str, Any], work: Path) -> None:
+    import copier  # only now: importing it costs half a second before the first question
+
     try:
         with template_git_env(package.bundle):
             copier.run_copy(

@@ -1,0 +1,50 @@
+"""A generation that fails or is interrupted half-way leaves nothing behind."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+import lls
+from lls import _new
+
+from .conftest import Built
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def package(built: Built) -> lls.Shipped:
+    return lls.shipped()  # the _data/ that tools/build.py wrote into the source tree
+
+
+def test_a_failure_after_rendering_leaves_no_directory(
+    package: lls.Shipped, tmp_path: Path
+) -> None:
+    broken = dataclasses.replace(package, runtime_wheel=tmp_path / "missing.whl")
+    with pytest.raises(FileNotFoundError):
+        lls.new(tmp_path / "svc", package=broken)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupt_while_committing_leaves_no_directory(
+    package: lls.Shipped, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_new, "commit_all", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        lls.new(tmp_path / "svc", package=package)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_library_renders_without_the_command_line(package: lls.Shipped, tmp_path: Path) -> None:
+    made = lls.new(tmp_path / "svc", data={"team": "risk", "framework": "custom"}, package=package)
+    assert made.path == tmp_path / "svc"
+    assert made.answers["service_name"] == "risk-model"
+    assert (made.path / "risk_model" / "model.py").is_file()
+    assert (made.path / "artifacts" / "model-v1.json").is_file()
+    assert not (made.path / "artifacts" / "model-v1.joblib").exists()

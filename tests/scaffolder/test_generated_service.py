@@ -1,0 +1,150 @@
+"""End to end, as a user: install lls, `lls new`, then the service's own set-up, tests, server."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import FRAMEWORKS, Built, Lls, Service, run
+
+pytestmark = pytest.mark.slow
+each_framework = pytest.mark.parametrize("service", FRAMEWORKS, indirect=True)
+default_service = pytest.mark.parametrize("service", ["sklearn"], indirect=True)
+
+
+@each_framework
+def test_the_service_passes_its_own_test_command(service: Service) -> None:
+    assert service.generated.returncode == 0, service.generated.output
+    assert service.tested.returncode == 0, service.tested.output
+    assert re.search(r"\b3 passed\b", service.tested.stdout), service.tested.stdout
+
+
+@each_framework
+def test_ruff_format_leaves_the_repository_clean(service: Service) -> None:
+    assert service.tested.returncode == 0, service.tested.output
+    assert run([service.bin / "ruff", "check", "."], cwd=service.path).returncode == 0
+    run([service.bin / "ruff", "format", "."], cwd=service.path)
+    status = run(["git", "status", "--porcelain"], cwd=service.path)
+    assert status.stdout == ""
+
+
+@default_service
+def test_the_repository_is_committed_with_its_answers_and_runtime(
+    service: Service, built: Built
+) -> None:
+    log = run(["git", "log", "--format=%an <%ae>|%s"], cwd=service.path).stdout.splitlines()
+    assert log == [
+        "Test Author <author@example.com>|Generate demo-model from the lls service template v0.1.0"
+    ]
+    answers = yaml.safe_load((service.path / ".copier-answers.yml").read_text())
+    assert answers["_src_path"] == "https://git.example.invalid/lls/service-template.git"
+    assert answers["_commit"] == "v0.1.0"
+    assert answers["runtime_version"] == "0.1.0"
+    assert answers["framework"] == "sklearn"
+    assert (service.path / "wheels" / built.runtime_wheel.name).read_bytes() == (
+        built.runtime_wheel.read_bytes()
+    )
+    assert '"lls-serving-runtime==0.1.0"' in (service.path / "pyproject.toml").read_text()
+    assert "* @demo" in (service.path / ".github" / "CODEOWNERS").read_text()
+
+
+def _readme_request(readme: str) -> dict[str, Any]:
+    """The JSON body of the README's example curl."""
+    match = re.search(r"curl .*?-d '(\{.*?\})'", readme, re.DOTALL)
+    assert match, readme
+    body: dict[str, Any] = json.loads(match.group(1))
+    return body
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"content-type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer: dict[str, Any] = json.load(response)
+        return answer
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the server exited"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} not ready within {timeout} s")
+
+
+@default_service
+def test_the_readme_serve_command_answers_the_readme_curl(service: Service) -> None:
+    readme = (service.path / "README.md").read_text()
+    commands = re.findall(r"^(python3 dev\.py \w+)", readme, re.MULTILINE)
+    assert commands[:2] == ["python3 dev.py serve", "python3 dev.py test"]
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "dev.py", "serve", "--bind", f"127.0.0.1:{port}"], cwd=service.path
+    )
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}/readyz", server)
+        answer = _post(f"http://127.0.0.1:{port}/infer", _readme_request(readme))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    canary = json.loads((service.path / "demo_model" / "test_data.json").read_text())[0]
+    assert answer["model_id"] == "demo-model"
+    assert answer["version"] == "v1"
+    assert answer["output"] == pytest.approx(canary["expected"], abs=1e-6)
+
+
+def test_version_names_lls_template_and_runtime(lls: Lls, tmp_path: Path) -> None:
+    done = lls("--version", cwd=tmp_path)
+    assert done.returncode == 0, done.output
+    assert done.stdout.strip() == "lls 0.1.0 (template v0.1.0, serving runtime 0.1.0)"
+
+
+def test_help_reads_like_documentation(lls: Lls, tmp_path: Path) -> None:
+    top = lls("--help", cwd=tmp_path)
+    assert top.returncode == 0
+    assert "Scaffold" in top.stdout
+    assert "new" in top.stdout
+    new = lls("new", "--help", cwd=tmp_path)
+    assert new.returncode == 0
+    for words in ("--defaults", "--data", "--data-file", "--force", "Examples", "KEY=VALUE"):
+        assert words in new.stdout
+
+
+def test_without_a_git_identity_a_fallback_author_is_used_and_said(
+    lls: Lls, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    identity = ("GIT_AUTHOR", "GIT_COMMITTER")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(identity)}
+    env.update({"HOME": str(home), "GIT_CONFIG_GLOBAL": str(home / ".gitconfig")})
+    done = lls("new", "svc", "--defaults", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.output
+    assert "No git identity is configured" in done.stdout
+    author = run(["git", "log", "--format=%an <%ae>"], cwd=tmp_path / "svc").stdout.strip()
+    assert author == "lls <lls@localhost>"
