@@ -42,9 +42,16 @@ def test_an_interrupt_while_committing_leaves_no_directory(
 
 
 def test_the_library_renders_without_the_command_line(package: lls.Shipped, tmp_path: Path) -> None:
-    made = lls.new(tmp_path / "svc", data={"team": "risk", "framework": "custom"}, package=package)
+    data = {
+        "team": "risk",
+        "framework": "custom",
+        "package_index_url": "https://pypi.example.com/simple",
+    }
+    made = lls.new(tmp_path / "svc", data=data, package=package)
     assert made.path == tmp_path / "svc"
     assert made.answers["service_name"] == "risk-model"
     assert (made.path / "risk_model" / "model.py").is_file()
     assert (made.path / "artifacts" / "model-v1.json").is_file()
     assert not (made.path / "artifacts" / "model-v1.joblib").exists()
+    dev = (made.path / "dev.py").read_text()
+    assert 'PACKAGE_INDEX_URL = "https://pypi.example.com/simple"' in dev

@@ -148,3 +148,21 @@ def test_without_a_git_identity_a_fallback_author_is_used_and_said(
     assert "No git identity is configured" in done.stdout
     author = run(["git", "log", "--format=%an <%ae>"], cwd=tmp_path / "svc").stdout.strip()
     assert author == "lls <lls@localhost>"
+
+
+def test_the_examples_in_the_help_work(lls: Lls, tmp_path: Path) -> None:
+    shown = lls("new", "--help", cwd=tmp_path).stdout
+    examples = [
+        line.split("#")[0].split()
+        for line in shown.splitlines()
+        if line.strip().startswith("lls new ")
+    ]
+    non_interactive = [argv for argv in examples if "--defaults" in argv]
+    assert len(non_interactive) >= 2, shown  # the interactive one is test_interactive's
+    for number, argv in enumerate(non_interactive):
+        cwd = tmp_path / f"example-{number}"
+        cwd.mkdir()
+        (cwd / "answers.yml").write_text("team: risk\nframework: custom\n")
+        done = lls(*argv[1:], cwd=cwd)
+        assert done.returncode == 0, (argv, done.output)
+        assert (Path(done.stdout.split()[3]) / "models.yaml").is_file(), done.stdout

@@ -118,12 +118,11 @@ def new(
     answer checked, and asked again with the reason when wrong), renders the newest template
     into DEST, writes the serving runtime wheel into it and makes a first git commit.
 
-    Examples:
+    Examples (the first asks every question; the others ask none):
 
-        lls new                                   # ask every question, create ./SERVICE_NAME
-
+    \b
+        lls new
         lls new fraud-score --defaults --data team=payments --data framework=xgboost
-
         lls new --data-file answers.yml --defaults
 
     Any refused answer given with --data or --data-file stops lls with the question's name
