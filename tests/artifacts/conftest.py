@@ -122,8 +122,6 @@ def service(request: pytest.FixtureRequest, render: Renders) -> Path:
     return render(name)
 
 
-
-
 @dataclass(frozen=True)
 class Served:
     """The `custom` service running as in its pod: serving-runtime behind the real Envoy."""
@@ -200,9 +198,7 @@ def served(render: Renders, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         args = [str(config) if a == f"{mounted}/envoy.yaml" else a for a in sidecar["args"]]
         assert str(config) in args, sidecar["args"]
         with envoy_log.open("wb") as out:
-            envoy = subprocess.Popen(
-                [VENV_BIN / "envoy", *args], stdout=out, stderr=out
-            )
+            envoy = subprocess.Popen([VENV_BIN / "envoy", *args], stdout=out, stderr=out)
         try:
             # Ready once Envoy's own health check has seen the runtime's /readyz answer 200.
             envoy_url = f"http://127.0.0.1:{ports['envoy']}"

@@ -26,7 +26,8 @@ def test_helm_lint_finds_nothing_to_warn_about(service: Path) -> None:
     for kube_version in KUBERNETES_VERSIONS:
         report = helm.lint(service / "chart", strict=True, kube_version=f"v{kube_version}")
         problems = [m for m in report["messages"] if m["severity"] >= 2]  # warning, error
-        assert report["errors"] == [] and problems == [], report
+        assert report["errors"] == [], report
+        assert problems == [], report
 
 
 def test_every_object_is_valid_for_kubernetes_strictly(service: Path) -> None:
@@ -148,7 +149,8 @@ def test_runtime_settings_are_flags_the_runtime_reads(service: Path) -> None:
     serve = _parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
     flags = {a.dest.upper() for a in serve._actions} | {"CONFIG"}
     names = {k.removeprefix("SERVING_RUNTIME_") for k in settings if k.startswith("SERVING_")}
-    assert names and names <= flags, names - flags
+    assert names
+    assert names <= flags, names - flags
     assert settings["SERVING_RUNTIME_BIND"].startswith("127.0.0.1:")
 
 
@@ -157,7 +159,8 @@ def test_probes_reach_the_runtime_endpoints_through_envoy(service: Path) -> None
     pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
     runtime = next(c for c in pod["containers"] if c["name"] == "runtime")
     envoy = pod["initContainers"][0]
-    assert envoy["name"] == "envoy" and envoy["restartPolicy"] == "Always"  # native sidecar
+    assert envoy["name"] == "envoy"
+    assert envoy["restartPolicy"] == "Always"
     envoy_port = next(p["containerPort"] for p in envoy["ports"] if p["name"] == "http")
     probes = {k: runtime[k]["httpGet"] for k in ("startupProbe", "readinessProbe", "livenessProbe")}
     assert {k: (p["path"], p["port"]) for k, p in probes.items()} == {
@@ -203,8 +206,8 @@ def test_more_min_than_max_replicas_is_refused(render: Any) -> None:
 
 def test_without_autoscaling_the_deployment_holds_the_replicas(render: Any) -> None:
     manifests = render_chart(render("default"), {"autoscaling": {"enabled": False}})
-    assert one(manifests, "Deployment")["spec"]["replicas"] == answers_of(render("default"))[
-        "min_replicas"
-    ]
+    assert (
+        one(manifests, "Deployment")["spec"]["replicas"]
+        == answers_of(render("default"))["min_replicas"]
+    )
     assert not [m for m in manifests if m["kind"] == "HorizontalPodAutoscaler"]
-
