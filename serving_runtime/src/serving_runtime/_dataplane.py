@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -58,11 +59,22 @@ class DataPlane:
             self._syncing.release()
 
     def infer(
-        self, model_id: str, version: str | None, features: Any, request_id: str = ""
+        self,
+        model_id: str,
+        version: str | None,
+        features: Any,
+        request_id: str = "",
+        adapt: Callable[[ServedModel], Any] | None = None,
     ) -> Prediction:
-        """Run one prediction; a failing predict() becomes PredictFailed, the worker goes on."""
+        """Run one prediction; a failing predict() becomes PredictFailed, the worker goes on.
+
+        `adapt`, when given, computes the features from the version that will answer (another
+        protocol's inputs mapped to that version's feature names), instead of `features`.
+        """
         self.sync()
         model = self.registry.resolve(model_id, version)
+        if adapt is not None:
+            features = adapt(model)
         started = time.perf_counter()
         if self.tracing is None:
             inputs = model.prepare(features)

@@ -26,7 +26,7 @@ from ._config import ServiceConfig
 from ._errors import RequestError, ServingRuntimeError
 from ._model import SelfTestReport, SelfTestRow, ServedModel, close, to_json_value
 from ._registry import Registry, plan_from_config
-from ._report import _short
+from ._report import misses_table
 
 DRIFT_DIR = "drift"
 INPUTS = "inputs.jsonl"
@@ -213,19 +213,4 @@ def drift_table(result: DriftResult) -> str:
     report = result.report
     if report is None:
         return ""
-    header = ("row", "features", "baseline", "got", "tolerance")
-    rows = [
-        (
-            str(r.index),
-            _short(r.features),
-            _short(r.expected),
-            r.error if r.error is not None else _short(r.got),
-            f"{report.tolerance:g}",
-        )
-        for r in report.failures
-    ]
-    widths = [max(len(line[i]) for line in (header, *rows)) for i in range(len(header))]
-    return "\n".join(
-        ("  " + "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True))).rstrip()
-        for line in (header, *rows)
-    )
+    return misses_table(report, "baseline")

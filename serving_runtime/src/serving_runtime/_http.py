@@ -46,7 +46,9 @@ _ADMIN_PATH = re.compile(
 )
 _PROXY_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_ENVOY_EXTERNAL_ADDRESS")
 # probes and scrapes: logged only on error
-_QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics", "/openapi.json"})
+_QUIET_PATHS = frozenset(
+    {"/livez", "/readyz", "/metrics", "/openapi.json", "/v2/health/live", "/v2/health/ready"}
+)
 _INFER_FIELDS = frozenset({"model_id", "version", "features"})
 _REASONS = {
     200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
@@ -305,7 +307,7 @@ class App:
                 raise BadRequest("Content-Length is not a number") from None
             if size > limit:
                 raise PayloadTooLarge(f"body of {size} bytes is over the limit of {limit} bytes")
-        body = self._read(environ, size)
+        body = self.read_body(environ, size)
         if len(body) > limit:
             raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
         try:
@@ -316,7 +318,7 @@ class App:
             raise BadRequest("body must be a JSON object")
         return payload
 
-    def _read(self, environ: Environ, size: int) -> bytes:
+    def read_body(self, environ: Environ, size: int) -> bytes:
         # A client that trickles its body would hold a worker thread for as long as it likes:
         # bound the wait, then stop reading from it (the answer still reaches it).
         sock = environ.get("gunicorn.socket")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._model import SelfTestReport
 from ._registry import ModelEntry, Snapshot
 
 
@@ -35,7 +36,12 @@ def failure_table(entry: ModelEntry, version: str) -> str:
     title = f"{entry.model_id} {version}: {v.problem}"
     if report is None or not report.failures:
         return title
-    header = ("row", "features", "expected", "got", "tolerance")
+    return title + "\n" + misses_table(report, "expected")
+
+
+def misses_table(report: SelfTestReport, expected: str) -> str:
+    """The rows of a report that missed, aligned: row, features, `expected`, got, tolerance."""
+    header = ("row", "features", expected, "got", "tolerance")
     rows = [
         (
             str(r.index),
@@ -47,10 +53,10 @@ def failure_table(entry: ModelEntry, version: str) -> str:
         for r in report.failures
     ]
     widths = [max(len(line[i]) for line in (header, *rows)) for i in range(len(header))]
-    lines = [title]
-    for line in (header, *rows):
-        lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))
-    return "\n".join(lines)
+    return "\n".join(
+        ("  " + "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True))).rstrip()
+        for line in (header, *rows)
+    )
 
 
 def _short(value: object, limit: int = 60) -> str:

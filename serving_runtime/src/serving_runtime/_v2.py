@@ -113,14 +113,19 @@ class V2Face:
         if name in self.dataplane.registry.snapshot:
             request.model_id = name
         header, binary = _read_body(
-            request.environ, self.app.settings.max_body_bytes, self.app._read
+            request.environ, self.app.settings.max_body_bytes, self.app.read_body
         )
         payload = _json_object(header)
         tensors = decode_inputs(payload.get("inputs"), binary)
         binary_output = _binary_output(payload)
-        model = self._resolve(name, version)
-        request.features = _features(model, tensors)
-        prediction = self.dataplane.infer(name, version, request.features, request.request_id)
+
+        def features_for(model: ServedModel) -> Any:
+            request.features = _features(model, tensors)
+            return request.features
+
+        prediction = self.dataplane.infer(
+            name, version, None, request.request_id, adapt=features_for
+        )
         request.version = prediction.version
         try:
             tensor = output_tensor(OUTPUT, prediction.output)
