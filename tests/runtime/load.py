@@ -61,7 +61,11 @@ class Load:
                 started = time.monotonic()
                 try:
                     response = client.post(self.url, json=self.body(i))
-                    result = Result(started, response.status_code, response.json())
+                    try:
+                        body = response.json()
+                    except ValueError:  # e.g. a proxy's own plain-text error
+                        body = response.text
+                    result = Result(started, response.status_code, body)
                 except httpx.HTTPError as exc:
                     result = Result(started, None, error=type(exc).__name__)
                 with self._lock:
