@@ -26,11 +26,11 @@ class Measurements:
     # Server CPU time per request: steadier than rps on a shared machine, since time the
     # server waits for a core does not count.
     cpu_ms: defaultdict[tuple[str, int], list[float]] = field(default_factory=_lists)
-    predict: list[PredictTiming] = field(default_factory=list)
+    # In-process predict, timed just before each c=1 point of each stack, one per round.
+    predict: defaultdict[str, list[PredictTiming]] = field(default_factory=_lists)
 
-    @property
-    def predict_ms(self) -> float:
-        return statistics.fmean(p.mean_ms for p in self.predict)
+    def predict_ms(self, stack: str) -> float:
+        return statistics.median(p.mean_ms for p in self.predict[stack])
 
     def point(self, stack: str, connections: int) -> Point:
         runs = self.points[(stack, connections)]
@@ -45,7 +45,18 @@ class Measurements:
         )
 
     def overhead_ms(self, stack: str) -> float:
-        return self.point(stack, 1).mean_ms - self.predict_ms
+        """Mean latency at c=1 minus in-process predict, per round (then the median)."""
+        c1 = self.points[(stack, 1)]
+        return statistics.median(
+            r.mean_ms - p.mean_ms for r, p in zip(c1, self.predict[stack], strict=True)
+        )
+
+    def overhead_p50_ms(self, stack: str) -> float:
+        """The same with medians: steadier when a few requests stall behind a neighbour."""
+        c1 = self.points[(stack, 1)]
+        return statistics.median(
+            r.p50_ms - p.p50_ms for r, p in zip(c1, self.predict[stack], strict=True)
+        )
 
     def cold_start_s(self, stack: str) -> float:
         return statistics.median(self.cold_starts[stack])
@@ -143,18 +154,23 @@ def tables(m: Measurements) -> str:
         "",
         "## Per stack",
         "",
-        f"In-process predict (BenchModel.predict, one row): {m.predict_ms:.3f} ms mean"
-        f" ({', '.join(f'{p.mean_ms:.3f}' for p in m.predict)} at start and end of the run).",
+        "Overhead over predict: mean latency at c=1 minus the mean of in-process"
+        " `BenchModel.predict` on one row, timed in the benchmark process just before that"
+        " point (median over rounds); the p50 column does the same with medians.",
         "",
-        "| stack | role | overhead over predict c=1 ms | cold start s (median, samples)"
-        " | PSS MiB after load |",
-        "|---|---|---:|---:|---:|",
+        "| stack | role | predict ms | overhead c=1 ms | overhead c=1 ms (p50)"
+        " | cold start s (median, samples) | PSS MiB after load |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for s in m.stacks:
-        overhead = f"{m.overhead_ms(s.name):.3f}" if 1 in m.connections else "-"
+        if 1 in m.connections:
+            c1 = f"{m.predict_ms(s.name):.3f} | {m.overhead_ms(s.name):.3f}"
+            c1 += f" | {m.overhead_p50_ms(s.name):.3f}"
+        else:
+            c1 = "- | - | -"
         colds = m.cold_starts[s.name]
         lines.append(
-            f"| {s.name} | {s.role} | {overhead} | {m.cold_start_s(s.name):.2f} ({len(colds)})"
+            f"| {s.name} | {s.role} | {c1} | {m.cold_start_s(s.name):.2f} ({len(colds)})"
             f" | {m.pss(s.name):.1f} |"
         )
     found = targets(m)

@@ -80,6 +80,15 @@ def granian(interface: str, app: str, *extra: str) -> Command:
     return argv
 
 
+def python_module(module: str) -> Command:
+    """A module run as `python -m MODULE PORT WORKERS`."""
+
+    def argv(ws: Workspace, port: int) -> list[str]:
+        return [str(ws.bin / "python"), "-m", module, str(port), str(ws.workers)]
+
+    return argv
+
+
 STACKS: tuple[Stack, ...] = (
     Stack(
         name="runtime",
@@ -110,6 +119,14 @@ STACKS: tuple[Stack, ...] = (
         port=18713,
         command=granian("wsgi", "bench.apps.runtime_granian:app", "--blocking-threads", "1"),
         about="the runtime's WSGI app (create_app) on granian, 1 blocking thread per worker",
+        default=False,
+    ),
+    Stack(
+        name="runtime-granian-preload",
+        role="variant",
+        port=18716,
+        command=python_module("bench.apps.runtime_granian_preload"),
+        about="the runtime's WSGI app on granian's Python API, models loaded before fork",
         default=False,
     ),
     Stack(
