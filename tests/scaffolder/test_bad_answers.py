@@ -39,13 +39,17 @@ def test_a_bad_answer_in_a_data_file_is_refused(lls: Lls, tmp_path: Path) -> Non
 
 def test_the_command_line_wins_over_the_data_file(lls: Lls, tmp_path: Path) -> None:
     answers = tmp_path.parent / f"{tmp_path.name}-answers.yml"
-    answers.write_text("team: payments\nframework: xgboost\nworkers: 0\n")
+    answers.write_text(  # as another service's .copier-answers.yml would be
+        "_commit: v0.0.1\n_src_path: elsewhere\nruntime_version: 0.0.1\n"
+        "team: payments\nframework: xgboost\nworkers: 0\n"
+    )
     done = lls("new", "--defaults", "--data-file", answers, "--data", "workers=3", cwd=tmp_path)
     assert done.returncode == 0, done.output
     written = (tmp_path / "payments-model" / ".copier-answers.yml").read_text()
     assert "framework: xgboost" in written
     assert "workers: 3" in written
     assert "namespace: payments" in written  # a default derived from the file's team
+    assert "runtime_version: 0.1.0" in written
 
 
 @pytest.mark.parametrize(

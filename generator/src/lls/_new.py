@@ -125,8 +125,10 @@ def new(
         check_destination(dest, force=force)
     version = package.latest_template
     questions = load_questions(read_template_file(package.bundle, version, "copier.yml"))
-    given = ChainMap(dict(data or {}), dict(data_file or {}))
     fixed = {"runtime_version": package.runtime_version}
+    # Another service's answers file holds values lls sets itself: this lls's win over them.
+    from_file = {k: v for k, v in (data_file or {}).items() if k not in fixed}
+    given = ChainMap(dict(data or {}), from_file)
     answers = collect_answers(questions, given, fixed, ask)
     if dest is None:
         dest = Path.cwd() / str(answers["service_name"])
