@@ -26,10 +26,10 @@ DOWN = "\x1b[B"
 CTRL_C = "\x03"
 
 
-def _spawn(lls: Lls, cwd: Path) -> pexpect.spawn:
+def _spawn(lls: Lls, cwd: Path, dest: str | None = "svc") -> pexpect.spawn:
     return pexpect.spawn(
         str(lls.executable),
-        ["new", "svc"],
+        ["new"] if dest is None else ["new", dest],
         cwd=str(cwd),
         encoding="utf-8",
         timeout=20,
@@ -95,3 +95,21 @@ def test_a_bad_answer_typed_is_explained_and_asked_again(
     child.close()
     assert child.exitstatus == 130
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_service_name_whose_directory_is_taken_is_refused_at_once(
+    lls: Lls, tmp_path: Path
+) -> None:
+    (tmp_path / "demo-model").mkdir()
+    (tmp_path / "demo-model" / "notes.txt").write_text("mine\n")
+    child = _spawn(lls, tmp_path, dest=None)
+    _accept_defaults_until(child, "service_name")
+    child.send("\r")
+    child.expect_exact("demo-model exists and is not empty")
+    child.send(f"{CLEAR_LINE}other-model\r")
+    child.expect_exact("model_id:")
+    child.send(CTRL_C)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo-model"]

@@ -129,6 +129,8 @@ def new(
     # Another service's answers file holds values lls sets itself: this lls's win over them.
     from_file = {k: v for k, v in (data_file or {}).items() if k not in fixed}
     given = ChainMap(dict(data or {}), from_file)
+    if dest is None and ask is not None:
+        ask = _refusing_taken_destinations(ask, force=force)
     answers = collect_answers(questions, given, fixed, ask)
     if dest is None:
         dest = Path.cwd() / str(answers["service_name"])
@@ -152,6 +154,24 @@ def new(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return NewService(dest, answers, version, package.runtime_version, commit)
+
+
+def _refusing_taken_destinations(ask: Ask, *, force: bool) -> Ask:
+    """Refuse, at its prompt, a service name whose ./<service_name> is taken."""
+
+    def ask_with_check(question: Question, default: Any, resolve: Callable[[Any], Any]) -> Any:
+        def resolve_and_check(raw: Any) -> Any:
+            value = resolve(raw)
+            try:
+                check_destination(Path.cwd() / str(value), force=force)
+            except UserMessageError as taken:
+                raise InvalidAnswer(question.name, str(taken)) from None
+            return value
+
+        is_name = question.name == "service_name"
+        return ask(question, default, resolve_and_check if is_name else resolve)
+
+    return ask_with_check
 
 
 def _render(package: Shipped, version: str, answers: Mapping[str, Any], work: Path) -> None:
