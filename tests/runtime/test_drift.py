@@ -168,3 +168,26 @@ def test_another_folder_can_hold_the_datasets(service: Path, tmp_path: Path) -> 
     (service.parent / "drift").rename(elsewhere)
     assert drift(service, "--dir", str(elsewhere)).returncode == 0
     assert drift(service).returncode == 1
+
+
+def test_the_pytest_helper_passes_then_fails_with_the_table(tmp_path: Path) -> None:
+    from serving_runtime.testing import check_drift as helper
+
+    config = build_service(tmp_path)
+    folder = tmp_path / "drift" / "linear"
+    folder.mkdir(parents=True)
+    (folder / "inputs.jsonl").write_text('{"features": [1, 0]}\n{"features": [0, 1]}\n')
+    (folder / "baseline.jsonl").write_text(
+        '{"features": [1, 0], "output": [1.0]}\n{"features": [0, 1], "output": [2.0]}\n'
+    )
+    echo = tmp_path / "drift" / "echo"
+    echo.mkdir()
+    (echo / "inputs.jsonl").write_text('{"features": "a"}\n')
+    (echo / "baseline.jsonl").write_text('{"features": "a", "output": "a"}\n')
+    helper(config)
+    (folder / "baseline.jsonl").write_text(
+        '{"features": [1, 0], "output": [1.5]}\n{"features": [0, 1], "output": [2.0]}\n'
+    )
+    with pytest.raises(AssertionError, match=r"linear v1: beyond tolerance") as failure:
+        helper(config)
+    assert "[1.5]" in str(failure.value)

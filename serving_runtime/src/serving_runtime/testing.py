@@ -1,9 +1,12 @@
-"""Helpers for a service's own tests: self-tests in one line, a real server on a free port.
+"""Helpers for a service's own tests: self-tests and drift in one line, a real server.
 
-from serving_runtime.testing import check_selftests, serve_in_background
+from serving_runtime.testing import check_drift, check_selftests, serve_in_background
 
 def test_selftests():
     check_selftests()
+
+def test_no_prediction_drift():
+    check_drift()  # drift/<model_id>/baseline.jsonl, see `serving-runtime drift`
 
 def test_infer():
     with serve_in_background() as url:
@@ -39,6 +42,23 @@ def check_selftests(config: str | Path | None = None) -> None:
     if failed:
         tables = "\n\n".join(failure_table(entry, version) for entry, version in failed)
         raise AssertionError(f"model self-tests failed:\n{tables}")
+
+
+def check_drift(config: str | Path | None = None) -> None:
+    """Run every model's primary on its committed dataset and fail beyond the baseline."""
+    from ._drift import check_drift as compare
+    from ._drift import drift_table
+
+    loaded = load_config(Path(config) if config is not None else find_config())
+    problems = []
+    for result in compare(loaded):
+        name = f"{result.model_id} {result.version}"
+        if result.problem is not None:
+            problems.append(f"{name}: {result.problem}")
+        elif not result.passed:
+            problems.append(f"{name}: beyond tolerance of the baseline\n{drift_table(result)}")
+    if problems:
+        raise AssertionError("prediction drift:\n" + "\n\n".join(problems))
 
 
 def free_port() -> int:
