@@ -171,3 +171,17 @@ def test_shared_server_lists_its_version_states(server: Server) -> None:
     rows = [line.split(maxsplit=2) for line in result.stdout.splitlines()]
     assert ["bad", "failed", "(failed its self-tests (1 of 1 rows missed))"] in rows
     assert ["v1", "serving"] in rows
+
+
+def test_granian_serves_the_same_app_when_asked(fresh_service: Path) -> None:
+    with running(fresh_service, "--server", "granian", workers=2) as server:
+        answer = server.post("/infer", {"model_id": "linear", "features": [2, 2]})
+        assert answer.headers["server"] == "granian"
+        assert answer.json()["output"] == [6.0]
+        promoted = server.post("/admin/models/linear/promote", {"version": "v2"})
+        assert promoted.json()["primary"] == "v2"
+        for _ in range(6):  # every worker follows the change
+            answer = server.post("/infer", {"model_id": "linear", "features": [2, 2]})
+            assert answer.json()["version"] == "v2"
+        scrape = httpx.get(server.url + "/metrics").text
+    assert 'lls_requests_total{model_id="linear",status="200",version="v1"} 1.0' in scrape

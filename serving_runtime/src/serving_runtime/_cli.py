@@ -66,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
             help=f"{text} [$SERVING_RUNTIME_{env}, {default}]",
         )
     serve.add_argument(
+        "--server",
+        choices=["gunicorn", "granian"],
+        default=_env("SERVER", "gunicorn"),
+        help="the prefork HTTP server [$SERVING_RUNTIME_SERVER, gunicorn]",
+    )
+    serve.add_argument(
         "--log-features",
         action="store_true",
         default=_flag(_env("LOG_FEATURES", "")),
@@ -198,6 +204,7 @@ def _serve(args: argparse.Namespace) -> int:
         keepalive=args.keepalive,
         preload=not args.no_preload,
         max_requests=args.max_requests,
+        server=args.server,
     )
     http = HttpSettings(
         args.max_body_bytes, args.log_features, args.admin_token, float(args.body_timeout)

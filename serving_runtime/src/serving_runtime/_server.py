@@ -10,6 +10,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import ThreadWorker
 
+from ._errors import ServingRuntimeError
 from ._settings import HttpSettings, ServerSettings
 
 # Inference libraries start one thread per core by default; with one worker per core that
@@ -88,6 +89,9 @@ def serve(config_path: Path, server: ServerSettings, http: HttpSettings) -> None
 
     app = load() if server.preload else None
     _start_offload(app if app is not None else load())
+    if server.server == "granian":
+        _serve_granian(app if app is not None else load(), server)
+        return
     options = {
         "bind": list(server.bind),
         "workers": server.workers,
@@ -108,6 +112,34 @@ def serve(config_path: Path, server: ServerSettings, http: HttpSettings) -> None
     _Gunicorn((lambda: app) if app is not None else load, options).run()
 
 
+def _serve_granian(app: Any, server: ServerSettings) -> None:
+    # granian forks its workers on Linux: handing it the app built here shares the models.
+    try:
+        from granian import Granian
+        from granian.constants import HTTPModes, Interfaces
+    except ImportError:
+        raise ServingRuntimeError(
+            "--server granian needs granian: install lls-serving-runtime[granian]"
+        ) from None
+
+    (bind,) = server.bind
+    host, _, port = bind.rpartition(":")
+    granian = Granian(
+        "serving_runtime:create_app",  # named in granian's logs only; the loader gives the app
+        address=host.strip("[]") or "0.0.0.0",
+        port=int(port),
+        interface=Interfaces.WSGI,
+        workers=server.workers,
+        blocking_threads=server.threads,
+        http=HTTPModes.http1,
+        websockets=False,
+        respawn_failed_workers=True,
+        workers_kill_timeout=server.graceful_timeout,
+        log_dictconfig=_GRANIAN_LOGGING,
+    )
+    granian.serve(target_loader=lambda _target: app)
+
+
 _LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -124,4 +156,9 @@ _LOGGING: dict[str, Any] = {
         "gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
         "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
     },
+}
+
+_GRANIAN_LOGGING: dict[str, Any] = {
+    **_LOGGING,
+    "loggers": {"_granian": {"level": "INFO", "handlers": ["stdout"], "propagate": False}},
 }

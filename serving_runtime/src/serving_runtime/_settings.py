@@ -29,3 +29,4 @@ class ServerSettings:
     keepalive: int = 75
     preload: bool = True
     max_requests: int = 0
+    server: str = "gunicorn"  # or "granian"
