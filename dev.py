@@ -51,7 +51,8 @@ def ensure_venv() -> None:
         venv.create(VENV, with_pip=True)
     pip = [BIN / "python", "-m", "pip", "--disable-pip-version-check"]
     run(*pip, "install", "-q", "--upgrade", "pip")
-    run(*pip, "install", "-q", "-e", f"{ROOT / 'serving_runtime'}[tracing,granian]", "-e", f"{ROOT}[dev]")
+    runtime = f"{ROOT / 'serving_runtime'}[tracing,granian]"
+    run(*pip, "install", "-q", "-e", runtime, "-e", f"{ROOT}[dev]")
     stamp.touch()
 
 
