@@ -297,6 +297,17 @@ class App:
             raise UnsupportedMediaType(
                 f"send the body as application/json, not {media_type or 'no content type'}"
             )
+        body = self.read_body(environ)
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"body is not valid JSON: {exc}") from None
+        if not isinstance(payload, dict):
+            raise BadRequest("body must be a JSON object")
+        return payload
+
+    def read_body(self, environ: Environ) -> bytes:
+        """The request body, within the size limit (413) and the time limit (408)."""
         limit = self.settings.max_body_bytes
         length = environ.get("CONTENT_LENGTH")
         size = limit + 1  # without a length (chunked), read one byte past the limit
@@ -307,18 +318,12 @@ class App:
                 raise BadRequest("Content-Length is not a number") from None
             if size > limit:
                 raise PayloadTooLarge(f"body of {size} bytes is over the limit of {limit} bytes")
-        body = self.read_body(environ, size)
+        body = self._read_timed(environ, size)
         if len(body) > limit:
             raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(f"body is not valid JSON: {exc}") from None
-        if not isinstance(payload, dict):
-            raise BadRequest("body must be a JSON object")
-        return payload
+        return body
 
-    def read_body(self, environ: Environ, size: int) -> bytes:
+    def _read_timed(self, environ: Environ, size: int) -> bytes:
         # A client that trickles its body would hold a worker thread for as long as it likes:
         # bound the wait, then stop reading from it (the answer still reaches it).
         sock = environ.get("gunicorn.socket")

@@ -201,7 +201,7 @@ def _name_version(request: Request) -> tuple[str, str | None]:
 
 
 def _read_body(
-    environ: Environ, limit: int, read: Callable[[Environ, int], bytes]
+    environ: Environ, limit: int, read: Callable[[Environ], bytes]
 ) -> tuple[memoryview, memoryview]:
     """The JSON header and the binary data after it, within the body limit and time."""
     media_type = (environ.get("CONTENT_TYPE") or "").partition(";")[0].strip().lower()
@@ -213,18 +213,7 @@ def _read_body(
     encoding = (environ.get("HTTP_CONTENT_ENCODING") or "identity").strip().lower()
     if encoding != "identity" and encoding not in _INFLATE:
         raise UnsupportedMediaType(f"Content-Encoding {encoding} is not gzip or deflate")
-    length = environ.get("CONTENT_LENGTH")
-    size = limit + 1  # without a length (chunked), read one byte past the limit
-    if length:
-        try:
-            size = int(length)
-        except ValueError:
-            raise BadRequest("Content-Length is not a number") from None
-        if size > limit:
-            raise PayloadTooLarge(f"body of {size} bytes is over the limit of {limit} bytes")
-    body = read(environ, size)  # the app's reader: bounded in time (--body-timeout)
-    if len(body) > limit:
-        raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
+    body = read(environ)  # the app's reader: bounded in size and time
     if encoding != "identity":
         body = _inflate(body, encoding, limit)
     whole = memoryview(body)
