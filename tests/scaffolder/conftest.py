@@ -16,15 +16,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAMEWORKS = ("sklearn", "xgboost", "lightgbm", "onnx", "custom")
+RELEASES = yaml.safe_load((ROOT / "templates" / "RELEASES.yml").read_text())
+LATEST = f"v{RELEASES[-1]['version']}"  # the template release `lls new` renders
 
 
 @dataclass(frozen=True)
 class Built:
     lls_wheel: Path
-    runtime_wheel: Path
+    runtime_wheel: Path  # built from the working tree: the one the newest release pins
+
+    @property
+    def runtime_version(self) -> str:
+        return self.runtime_wheel.name.split("-")[1]
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ def package(built: Built) -> lls.Shipped:
 def test_a_failure_after_rendering_leaves_no_directory(
     package: lls.Shipped, tmp_path: Path
 ) -> None:
-    broken = dataclasses.replace(package, runtime_wheel=tmp_path / "missing.whl")
+    missing = {version: tmp_path / "missing.whl" for version in package.runtime_wheels}
+    broken = dataclasses.replace(package, runtime_wheels=missing)
     with pytest.raises(FileNotFoundError):
         lls.new(tmp_path / "svc", package=broken)
     assert list(tmp_path.iterdir()) == []

@@ -49,14 +49,14 @@ def test_the_command_line_wins_over_the_data_file(lls: Lls, tmp_path: Path) -> N
     assert "framework: xgboost" in written
     assert "workers: 3" in written
     assert "namespace: payments" in written  # a default derived from the file's team
-    assert "runtime_version: 0.1.0" in written
+    assert "runtime_version: 0.0.1" not in written  # this lls's runtime, not the file's
 
 
 @pytest.mark.parametrize(
     ("args", "words"),
     [
         (["--data", "colour=blue"], ["colour: no such question"]),
-        (["--data", "runtime_version=9.9.9"], ["runtime_version: is set by lls (0.1.0)"]),
+        (["--data", "runtime_version=9.9.9"], ["runtime_version: is set by lls ("]),
         (["--data", "team"], ["--data 'team': write it as KEY=VALUE"]),
         (["--data-file", "/nonexistent/answers.yml"], ["--data-file /nonexistent/answers.yml"]),
     ],

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import FRAMEWORKS, Built, Lls, Service, run
+from .conftest import FRAMEWORKS, LATEST, Built, Lls, Service, run
 
 pytestmark = pytest.mark.slow
 each_framework = pytest.mark.parametrize("service", FRAMEWORKS, indirect=True)
@@ -45,18 +45,18 @@ def test_the_repository_is_committed_with_its_answers_and_runtime(
     service: Service, built: Built
 ) -> None:
     log = run(["git", "log", "--format=%an <%ae>|%s"], cwd=service.path).stdout.splitlines()
-    assert log == [
-        "Test Author <author@example.com>|Generate demo-model from the lls service template v0.1.0"
-    ]
+    message = f"Generate demo-model from the lls service template {LATEST}"
+    assert log == [f"Test Author <author@example.com>|{message}"]
     answers = yaml.safe_load((service.path / ".copier-answers.yml").read_text())
     assert answers["_src_path"] == "https://git.example.invalid/lls/service-template.git"
-    assert answers["_commit"] == "v0.1.0"
-    assert answers["runtime_version"] == "0.1.0"
+    assert answers["_commit"] == LATEST
+    assert answers["runtime_version"] == built.runtime_version
     assert answers["framework"] == "sklearn"
     assert (service.path / "wheels" / built.runtime_wheel.name).read_bytes() == (
         built.runtime_wheel.read_bytes()
     )
-    assert '"lls-serving-runtime==0.1.0"' in (service.path / "pyproject.toml").read_text()
+    pin = f'"lls-serving-runtime=={built.runtime_version}"'
+    assert pin in (service.path / "pyproject.toml").read_text()
     assert "* @demo" in (service.path / ".github" / "CODEOWNERS").read_text()
 
 
@@ -118,10 +118,11 @@ def test_the_readme_serve_command_answers_the_readme_curl(service: Service) -> N
     assert answer["output"] == pytest.approx(canary["expected"], abs=1e-6)
 
 
-def test_version_names_lls_template_and_runtime(lls: Lls, tmp_path: Path) -> None:
+def test_version_names_lls_template_and_runtime(lls: Lls, built: Built, tmp_path: Path) -> None:
     done = lls("--version", cwd=tmp_path)
     assert done.returncode == 0, done.output
-    assert done.stdout.strip() == "lls 0.1.0 (template v0.1.0, serving runtime 0.1.0)"
+    expected = f"lls 0.1.0 (template {LATEST}, serving runtime {built.runtime_version})"
+    assert done.stdout.strip() == expected
 
 
 def test_help_reads_like_documentation(lls: Lls, tmp_path: Path) -> None:

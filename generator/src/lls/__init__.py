@@ -7,7 +7,8 @@ from ._errors import InvalidAnswer, LlsError, UserMessageError
 from ._jinja import ChecksExtension
 from ._new import NewService, new
 from ._quantity import QuantityError, parse_quantity
-from ._shipped import TEMPLATE_URL, Shipped, shipped
+from ._shipped import TEMPLATE_URL, Release, Shipped, shipped
+from ._upgrade import Upgrade, upgrade
 
 try:
     __version__ = version("lls")
@@ -22,11 +23,14 @@ __all__ = [
     "LlsError",
     "NewService",
     "QuantityError",
+    "Release",
     "Shipped",
+    "Upgrade",
     "UserMessageError",
     "__version__",
     "check_answer",
     "new",
     "parse_quantity",
     "shipped",
+    "upgrade",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,8 @@ from ._new import new as new_service
 from ._new import parse_data, read_data_file
 from ._prompt import ask as prompt
 from ._shipped import shipped
+from ._upgrade import Upgrade
+from ._upgrade import upgrade as upgrade_service
 
 EXIT_ERROR = 1  # lls or a tool it runs failed
 EXIT_USAGE = 2  # the user's input was refused (bad answer, bad option, existing directory)
@@ -86,6 +89,7 @@ def new(
             show_default=False,
         ),
     ] = None,
+    *,
     defaults: Annotated[
         bool,
         typer.Option("--defaults", help="Take the default of every question not given; ask none."),
@@ -111,6 +115,14 @@ def new(
         bool,
         typer.Option("--force", help="Render into DEST even if it holds files (overwrites them)."),
     ] = False,
+    version: Annotated[
+        str | None,
+        typer.Option(
+            "--version",
+            metavar="VERSION",
+            help="Template release to render (default: the newest; see lls versions).",
+        ),
+    ] = None,
 ) -> None:
     """Create a model-serving service repository from the lls template.
 
@@ -124,6 +136,7 @@ def new(
         lls new
         lls new fraud-score --defaults --data team=payments --data framework=xgboost
         lls new --data-file answers.yml --defaults
+        lls new old-style --defaults --version v0.1.0
 
     Any refused answer given with --data or --data-file stops lls with the question's name
     and the reason, exit status 2, and nothing written.
@@ -137,7 +150,9 @@ def new(
                 "(with --data or --data-file for the answers you want)"
             )
         ask = None if defaults else prompt
-        made = new_service(dest, data=given, data_file=from_file, ask=ask, force=force)
+        made = new_service(
+            dest, data=given, data_file=from_file, ask=ask, force=force, version=version
+        )
     answers = made.answers
     typer.echo(
         f"Created {answers['service_name']} in {made.path} (template {made.template_version}, "
@@ -153,6 +168,140 @@ def new(
         "  python3 dev.py test    # set up, then lint and run the tests\n"
         "  python3 dev.py serve   # set up, then serve POST /infer on http://127.0.0.1:8080"
     )
+
+
+@app.command()
+def upgrade(
+    path: Annotated[
+        Path,
+        typer.Argument(help="The service repository (default: the current directory)."),
+    ] = Path(),
+    *,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to", metavar="VERSION", help="Template release to go to (default: the newest)."
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Show what would change, and change nothing."),
+    ] = False,
+    defaults: Annotated[
+        bool,
+        typer.Option("--defaults", help="Answer new questions with their defaults; ask none."),
+    ] = False,
+    data: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--data",
+            "-d",
+            metavar="KEY=VALUE",
+            help="Answer a new question, or change an earlier answer (repeatable).",
+        ),
+    ] = None,
+    stage: Annotated[
+        bool,
+        typer.Option(
+            "--stage",
+            help="Leave the result staged on the current branch instead of a new branch.",
+        ),
+    ] = False,
+) -> None:
+    """Move a service to a newer template release, keeping the team's edits.
+
+    Copier's three-way update: the recorded answers are reused and only questions new in the
+    release are asked; the serving runtime pin and the wheel in wheels/ move with it; the
+    release's migrations run. The result is a commit on a new branch lls-upgrade/VERSION, to
+    review as a pull request (or staged, with --stage). Where the team and the template
+    changed the same lines, both are kept between conflict markers, the files are listed
+    and the exit status is 1. The repository must have no uncommitted changes.
+
+    Examples:
+
+    \b
+        lls upgrade --dry-run
+        lls upgrade
+        lls upgrade path/to/service --to v0.2.0 --defaults
+    """
+    with _handle_errors():
+        given = parse_data(data or [])
+        if not defaults and not sys.stdin.isatty():
+            raise UserMessageError(
+                "no terminal to ask new questions in; pass --defaults "
+                "(with --data for the answers you want)"
+            )
+        done = upgrade_service(
+            path,
+            to=to,
+            data=given,
+            ask=None if defaults else prompt,
+            dry_run=dry_run,
+            stage=stage,
+        )
+    _report_upgrade(done)
+    if done.conflicts:
+        raise typer.Exit(EXIT_ERROR)
+
+
+def _report_upgrade(done: Upgrade) -> None:
+    old, new = done.from_release, done.to_release
+    if done.dry_run:
+        typer.echo(done.diff, nl=False)
+        typer.echo("")
+    verb = "would change" if done.dry_run else "changes"
+    typer.echo(
+        f"Upgrade {done.path} from template {old.tag} to {new.tag} "
+        f"(serving runtime {old.runtime_version} -> {new.runtime_version}) {verb}:"
+    )
+    for label, paths in (
+        ("changed", done.changed),
+        ("added", done.added),
+        ("removed", done.removed),
+        ("renamed", tuple(f"{a} -> {b}" for a, b in done.renamed)),
+        ("conflicts", done.conflicts),
+    ):
+        typer.echo(f"  {label:9} {len(paths)}")
+        for item in paths if label != "changed" or len(paths) <= 30 else ():
+            typer.echo(f"    {item}")
+    for name in done.asked:
+        typer.echo(f"New question {name}: {done.answers[name]}")
+    if done.dry_run:
+        typer.echo("Dry run: nothing was written.")
+        return
+    if done.conflicts:
+        typer.echo(
+            f"\n{len(done.conflicts)} conflicted file(s): the team's lines and the template's "
+            "are both kept between <<<<<<< before updating / >>>>>>> after updating markers "
+            "(or in .rej files). Resolve them, then `git add` and `git commit`:",
+            err=True,
+        )
+        for name in done.conflicts:
+            typer.echo(f"  {name}", err=True)
+        where = f"on the new branch {done.branch}" if done.branch else "on the current branch"
+        typer.echo(f"The other changes are staged {where}.", err=True)
+    elif done.branch:
+        typer.echo(
+            f"\nCommitted on the new branch {done.branch} ({(done.commit or '')[:12]}), now "
+            f"checked out. Run the tests (python3 dev.py test), then push it for review:\n"
+            f"  git push -u origin {done.branch}"
+        )
+    else:
+        typer.echo("\nStaged on the current branch; review with `git diff --cached`, then commit.")
+
+
+@app.command()
+def versions() -> None:
+    """List the template releases this lls carries, and what each changed (newest last)."""
+    with _handle_errors():
+        package = shipped()
+    for release in package.releases:
+        latest = "  (newest)" if release == package.latest else ""
+        typer.echo(
+            f"{release.tag}  {release.date}  serving runtime {release.runtime_version}{latest}"
+        )
+        for line in textwrap.wrap(release.summary, width=88):
+            typer.echo(f"    {line}")
 
 
 def main() -> None:

@@ -20,7 +20,15 @@ import yaml
 from ._errors import InvalidAnswer, LlsError, UserMessageError
 from ._questions import Question, load_questions
 from ._repo import Commit, commit_all
-from ._shipped import TEMPLATE_URL, Shipped, read_template_file, shipped, template_git_env
+from ._shipped import (
+    TEMPLATE_URL,
+    Release,
+    Shipped,
+    place_runtime_wheel,
+    read_template_file,
+    shipped,
+    template_git_env,
+)
 
 Ask = Callable[[Question, Any, Callable[[Any], Any]], Any]
 """Prompt for one question: (question, default, resolve) -> the resolved value.
@@ -118,14 +126,18 @@ def new(
     ask: Ask | None = None,
     force: bool = False,
     package: Shipped | None = None,
+    version: str | None = None,
 ) -> NewService:
-    """Render a new service repository at `dest` (default: ./<service_name>) and commit it."""
+    """Render a new service repository at `dest` (default: ./<service_name>) and commit it.
+
+    `version` names the template release (default: the newest this lls carries).
+    """
     package = package or shipped()
+    release = package.release(version) if version else package.latest
     if dest is not None:
         check_destination(dest, force=force)
-    version = package.latest_template
-    questions = load_questions(read_template_file(package.bundle, version, "copier.yml"))
-    fixed = {"runtime_version": package.runtime_version}
+    questions = load_questions(read_template_file(package.bundle, release.tag, "copier.yml"))
+    fixed = {"runtime_version": release.runtime_version}
     # Another service's answers file holds values lls sets itself: this lls's win over them.
     from_file = {k: v for k, v in (data_file or {}).items() if k not in fixed}
     given = ChainMap(dict(data or {}), from_file)
@@ -139,8 +151,8 @@ def new(
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        _render(package, version, answers, work)
-        message = f"Generate {answers['service_name']} from the lls service template {version}"
+        _render(package, release, answers, work)
+        message = f"Generate {answers['service_name']} from the lls service template {release.tag}"
         if dest.is_dir() and any(dest.iterdir()):
             shutil.copytree(work, dest, dirs_exist_ok=True)
             commit = commit_all(dest, message)
@@ -153,7 +165,7 @@ def new(
                 work.rename(dest)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return NewService(dest, answers, version, package.runtime_version, commit)
+    return NewService(dest, answers, release.tag, release.runtime_version, commit)
 
 
 def _refusing_taken_destinations(ask: Ask, *, force: bool) -> Ask:
@@ -174,7 +186,7 @@ def _refusing_taken_destinations(ask: Ask, *, force: bool) -> Ask:
     return ask_with_check
 
 
-def _render(package: Shipped, version: str, answers: Mapping[str, Any], work: Path) -> None:
+def _render(package: Shipped, release: Release, answers: Mapping[str, Any], work: Path) -> None:
     import copier  # only now: importing it costs half a second before the first question
 
     try:
@@ -183,14 +195,12 @@ def _render(package: Shipped, version: str, answers: Mapping[str, Any], work: Pa
                 TEMPLATE_URL,
                 work,
                 data=dict(answers),
-                vcs_ref=version,
+                vcs_ref=release.tag,
                 defaults=True,
                 overwrite=True,
                 quiet=True,
                 unsafe=True,  # our own template, from this installation: it loads ChecksExtension
             )
     except Exception as error:  # Copier raises many kinds: plumbum's, OSError, ValueError...
-        raise LlsError(f"rendering template {version} failed: {error}") from error
-    wheels = work / "wheels"
-    wheels.mkdir(exist_ok=True)
-    shutil.copy2(package.runtime_wheel, wheels / package.runtime_wheel.name)
+        raise LlsError(f"rendering template {release.tag} failed: {error}") from error
+    place_runtime_wheel(package, release.runtime_version, work)

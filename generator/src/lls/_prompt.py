@@ -24,6 +24,9 @@ def ask(question: Question, default: Any, resolve: Callable[[Any], Any]) -> Any:
             instruction="(arrow keys, then Enter)",
         ).unsafe_ask()
         return resolve(picked)
+    if question.type == "bool":
+        confirmed = questionary.confirm(message, default=bool(default)).unsafe_ask()
+        return resolve(confirmed)
 
     def reason(text: str) -> bool | str:
         try:

@@ -1,0 +1,464 @@
+"""`lls upgrade`: move a service to a newer template release, keeping the team's edits.
+
+The service's repository is never touched until the very end. Everything happens in a
+temporary clone of it: Copier's three-way update (old release rendered with the recorded
+answers, the team's diff from it applied onto the new release, conflicts merged inline), the
+`_migrations` of the releases passed, the runtime wheel swapped. The result is then fetched
+back as a new branch (or applied to the index, with `stage`), with Ctrl-C held off for that
+last step; a dry run, an error or an interruption before it leaves the repository as it was.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+from collections import ChainMap
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ._errors import InvalidAnswer, LlsError, UserMessageError
+from ._new import Ask, collect_answers
+from ._questions import Question, load_questions
+from ._shipped import (
+    TEMPLATE_URL,
+    Release,
+    Shipped,
+    place_runtime_wheel,
+    read_template_file,
+    shipped,
+    template_git_env,
+)
+
+ANSWERS_FILE = ".copier-answers.yml"
+BRANCH_PREFIX = "lls-upgrade/"
+_MARKER = re.compile(rb"^(<{7} before updating|>{7} after updating)\s*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """What `upgrade` did, or with `dry_run`, would do."""
+
+    path: Path
+    from_release: Release
+    to_release: Release
+    asked: tuple[str, ...]  # questions new in to_release, answered by prompt, --data or default
+    added: tuple[str, ...]
+    changed: tuple[str, ...]
+    removed: tuple[str, ...]
+    renamed: tuple[tuple[str, str], ...]
+    conflicts: tuple[str, ...]
+    diff: str
+    dry_run: bool
+    branch: str | None = None  # the branch made (None when staged or dry)
+    commit: str | None = None  # the commit on it (None with conflicts: they are resolved first)
+    staged: bool = False
+    answers: Mapping[str, Any] = field(default_factory=dict)
+
+
+def upgrade(
+    path: Path,
+    *,
+    to: str | None = None,
+    data: Mapping[str, Any] | None = None,
+    ask: Ask | None = None,
+    dry_run: bool = False,
+    stage: bool = False,
+    package: Shipped | None = None,
+) -> Upgrade:
+    """Upgrade the service at `path` to release `to` (default: the newest lls carries).
+
+    `data` changes answers (or answers new questions); `ask` prompts for the new questions
+    not given (None: their defaults). Raises UserMessageError, changing nothing, when the
+    repository is not a clean git repository made by `lls new`, or the version is not newer.
+    """
+    package = package or shipped()
+    path = path.absolute()
+    top = _repository_top(path)
+    recorded = read_answers(path)
+    from_release = _recorded_release(package, recorded)
+    to_release = package.release(to) if to else package.latest
+    _check_direction(from_release, to_release)
+    old_questions = _questions(package, from_release)
+    _check_recorded(old_questions, recorded)
+    _check_clean(top)
+    branch = None if stage or dry_run else BRANCH_PREFIX + to_release.tag
+    if branch:
+        _check_new_branch(top, branch)
+
+    questions = _questions(package, to_release)
+    names = {q.name for q in questions}
+    previous = {k: v for k, v in recorded.items() if k in names and not k.startswith("_")}
+    fixed = {"runtime_version": to_release.runtime_version}
+    given = ChainMap(dict(data or {}), {k: v for k, v in previous.items() if k not in fixed})
+    answers = collect_answers(questions, given, fixed, ask)
+    asked = tuple(
+        q.name
+        for q in questions
+        if q.name in answers and q.name not in previous and q.name not in fixed
+    )
+
+    work = Path(tempfile.mkdtemp(prefix="lls-upgrade-"))
+    try:
+        clone = work / "service"
+        _git(work, "clone", "--quiet", "--no-hardlinks", str(top), str(clone))
+        _copy_identity(top, clone)
+        service = clone / path.relative_to(top)
+        _copier_update(package, to_release, answers, service)
+        place_runtime_wheel(package, to_release.runtime_version, service)
+        conflicts = _conflicts(clone)
+        if conflicts:
+            base = work / "base"
+            conflicts = _remerge_moved(clone, conflicts, lambda: _render(package, recorded, base))
+        _git(clone, "add", "--all")
+        status = _git(clone, "diff", "--cached", "--name-status", "-M", "HEAD")
+        diff = _git(clone, "diff", "--cached", "-M", "--stat", "--patch", "HEAD")
+        added, changed, removed, renamed = _summarize(status)
+        result = Upgrade(
+            path=path,
+            from_release=from_release,
+            to_release=to_release,
+            asked=asked,
+            added=added,
+            changed=changed,
+            removed=removed,
+            renamed=renamed,
+            conflicts=conflicts,
+            diff=diff,
+            dry_run=dry_run,
+            answers=answers,
+        )
+        if dry_run:
+            return result
+        message = _commit_message(package, result)
+        _git(clone, "commit", "--quiet", "--no-verify", "-m", message)
+        with _holding_off_interrupts():
+            return _move_in(top, clone, result, branch)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def read_answers(path: Path) -> dict[str, Any]:
+    """The service's `.copier-answers.yml`; UserMessageError when missing or not answers."""
+    file = path / ANSWERS_FILE
+    if not file.is_file():
+        raise UserMessageError(
+            f"{path} has no {ANSWERS_FILE}: it is not a service made by `lls new` "
+            "(or the file was removed: restore it from git history)"
+        )
+    try:
+        content = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise UserMessageError(f"{file} cannot be read as YAML: {error}") from None
+    if not isinstance(content, dict):
+        raise UserMessageError(f"{file} is not a mapping of question: answer; restore it from git")
+    source = content.get("_src_path")
+    if source != TEMPLATE_URL:
+        raise UserMessageError(
+            f"{file} records the template {source!r}, not the lls service template "
+            f"({TEMPLATE_URL}): this service was not made by `lls new`"
+        )
+    return {str(k): v for k, v in content.items()}
+
+
+def _recorded_release(package: Shipped, recorded: Mapping[str, Any]) -> Release:
+    commit = recorded.get("_commit")
+    if not isinstance(commit, str) or not commit:
+        raise UserMessageError(
+            f"{ANSWERS_FILE} has no template version (_commit); restore it from git history"
+        )
+    try:
+        return package.release(commit)
+    except UserMessageError:
+        known = ", ".join(r.tag for r in package.releases)
+        raise UserMessageError(
+            f"{ANSWERS_FILE} records template version {commit!r}, which this lls does not know "
+            f"(it knows {known}); install the lls that made it, or a newer one"
+        ) from None
+
+
+def _check_direction(from_release: Release, to_release: Release) -> None:
+    if to_release.version == from_release.version:
+        raise UserMessageError(f"already at template {from_release.tag}; nothing to upgrade")
+    if to_release.version < from_release.version:
+        raise UserMessageError(
+            f"the service is at template {from_release.tag}; going back to {to_release.tag} "
+            "is a downgrade, which lls upgrade refuses (revert the upgrade commit instead)"
+        )
+
+
+def _questions(package: Shipped, release: Release) -> tuple[Question, ...]:
+    return load_questions(read_template_file(package.bundle, release.tag, "copier.yml"))
+
+
+def _check_recorded(questions: tuple[Question, ...], recorded: Mapping[str, Any]) -> None:
+    """Every answer the old release asked is recorded and still acceptable."""
+    answers: dict[str, Any] = {}
+    for question in questions:
+        if not question.is_asked(answers) and question.name not in recorded:
+            continue
+        if question.name not in recorded:
+            raise UserMessageError(
+                f"{ANSWERS_FILE} has no answer to {question.name!r}; restore the file from git "
+                "history, or add it (lls new --help lists what the questions accept)"
+            )
+        try:
+            answers[question.name] = question.resolve(recorded[question.name], answers)
+        except InvalidAnswer as refused:
+            raise UserMessageError(
+                f"{ANSWERS_FILE}: {refused}; it was edited by hand: restore it from git history"
+            ) from None
+
+
+def _repository_top(path: Path) -> Path:
+    if not path.is_dir():
+        raise UserMessageError(f"{path} is not a directory")
+    try:
+        top = _git(path, "rev-parse", "--show-toplevel").strip()
+    except LlsError:
+        raise UserMessageError(
+            f"{path} is not in a git repository; lls upgrade works on the repository "
+            "`lls new` made (it leaves its result as a branch to review)"
+        ) from None
+    try:
+        _git(path, "rev-parse", "--verify", "--quiet", "HEAD")
+    except LlsError:
+        raise UserMessageError(f"{top} has no commit yet; commit the service first") from None
+    return Path(top)
+
+
+def _check_clean(top: Path) -> None:
+    status = _git(top, "status", "--porcelain", "--untracked-files=all").splitlines()
+    if status:
+        shown = "; ".join(line.strip() for line in status[:5])
+        more = f" and {len(status) - 5} more" if len(status) > 5 else ""
+        raise UserMessageError(
+            f"{top} has uncommitted changes ({shown}{more}); commit or stash them first, "
+            "so that the upgrade is a change of its own"
+        )
+
+
+def _check_new_branch(top: Path, branch: str) -> None:
+    try:
+        _git(top, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}")
+    except LlsError:
+        return
+    raise UserMessageError(
+        f"branch {branch} already exists (an earlier upgrade?); delete it "
+        f"(git branch -D {branch}) or use --stage"
+    )
+
+
+def _copy_identity(top: Path, clone: Path) -> None:
+    for key in ("user.name", "user.email"):
+        try:
+            value = _git(top, "config", "--get", key).strip()
+        except LlsError:
+            continue
+        _git(clone, "config", key, value)
+    if not _has_identity(clone):
+        _git(clone, "config", "user.name", "lls")
+        _git(clone, "config", "user.email", "lls@localhost")
+
+
+def _has_identity(repo: Path) -> bool:
+    try:
+        _git(repo, "var", "GIT_COMMITTER_IDENT")
+        _git(repo, "var", "GIT_AUTHOR_IDENT")
+    except LlsError:
+        return False
+    return True
+
+
+def _copier_update(
+    package: Shipped, release: Release, answers: Mapping[str, Any], service: Path
+) -> None:
+    import copier
+
+    try:
+        with template_git_env(package.bundle):
+            copier.run_update(
+                service,
+                data=dict(answers),
+                vcs_ref=release.tag,
+                defaults=True,
+                overwrite=True,
+                skip_answered=True,
+                conflict="inline",
+                quiet=True,
+                unsafe=True,  # our own template from this installation: migrations, extension
+            )
+    except Exception as error:  # Copier raises many kinds: plumbum's, OSError, ValueError...
+        raise LlsError(f"updating to template {release.tag} failed: {error}") from error
+
+
+def _render(package: Shipped, recorded: Mapping[str, Any], into: Path) -> Path:
+    """The service as the recorded release rendered it from the recorded answers."""
+    import copier
+
+    if not into.exists():
+        data = {k: v for k, v in recorded.items() if not k.startswith("_")}
+        with template_git_env(package.bundle):
+            copier.run_copy(
+                TEMPLATE_URL,
+                into,
+                data=data,
+                vcs_ref=str(recorded["_commit"]),
+                defaults=True,
+                overwrite=True,
+                quiet=True,
+                unsafe=True,
+            )
+    return into
+
+
+def _remerge_moved(
+    clone: Path, conflicts: tuple[str, ...], render_base: Callable[[], Path]
+) -> tuple[str, ...]:
+    """Merge again, against the right base, the files a migration moved (`git mv`).
+
+    Copier diffs the team's repository against the old release rendered at the old paths, so
+    a file a migration moved has no base there: every line the team changed in it, and every
+    line the template changed, comes out as a conflict. Its base is the old release's file at
+    the path it was moved from, found by its unchanged content in the commit upgraded from.
+    """
+    head: dict[str, str] = {}
+    for line in _git(clone, "ls-tree", "-r", "HEAD").splitlines():
+        meta, name = line.split("\t", 1)
+        head.setdefault(meta.split()[2], name)
+    still: list[str] = []
+    for name in conflicts:
+        stages: dict[str, str] = {}
+        for line in _git(clone, "ls-files", "--unmerged", "--", name).splitlines():
+            meta, _ = line.split("\t", 1)
+            _, sha, stage = meta.split()
+            stages[stage] = sha
+        moved_from = head.get(stages.get("2", ""))
+        if moved_from is None or moved_from == name or "3" not in stages:
+            still.append(name)
+            continue
+        base = render_base() / moved_from
+        if not base.is_file():
+            still.append(name)
+            continue
+        with tempfile.TemporaryDirectory(prefix="lls-merge-") as tmp:
+            ours, theirs = Path(tmp, "ours"), Path(tmp, "theirs")
+            ours.write_bytes(_git_bytes(clone, "cat-file", "blob", stages["2"]))
+            theirs.write_bytes(_git_bytes(clone, "cat-file", "blob", stages["3"]))
+            labels = ("-L", "before updating", "-L", "last update", "-L", "after updating")
+            merged = subprocess.run(
+                ["git", "merge-file", "-p", *labels, str(ours), str(base), str(theirs)],
+                capture_output=True,
+                check=False,
+            )
+        if merged.returncode < 0 or merged.returncode > 127:
+            still.append(name)
+            continue
+        (clone / name).write_bytes(merged.stdout)
+        _git(clone, "add", "--", name)
+        if merged.returncode:
+            still.append(name)
+    return tuple(still)
+
+
+def _conflicts(clone: Path) -> tuple[str, ...]:
+    """Paths Copier left conflicted: unmerged in the index, with markers, or with a .rej."""
+    found = set(_git(clone, "diff", "--name-only", "--diff-filter=U").splitlines())
+    listed = _git(clone, "ls-files", "--modified", "--others", "--exclude-standard", "-z")
+    for name in filter(None, set(listed.split("\0")) | found):
+        file = clone / name
+        if name.endswith(".rej"):
+            found.add(name.removesuffix(".rej"))
+            found.add(name)
+        elif file.is_file() and _MARKER.search(file.read_bytes()):
+            found.add(name)
+    return tuple(sorted(found))
+
+
+def _summarize(
+    status: str,
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...]]:
+    added, changed, removed, renamed = [], [], [], []
+    for line in status.splitlines():
+        kind, *paths = line.split("\t")
+        if kind.startswith("R"):
+            renamed.append((paths[0], paths[1]))
+        elif kind == "A":
+            added.append(paths[0])
+        elif kind == "D":
+            removed.append(paths[0])
+        else:
+            changed.append(paths[0])
+    return tuple(added), tuple(changed), tuple(removed), tuple(renamed)
+
+
+def _commit_message(package: Shipped, result: Upgrade) -> str:
+    old, new = result.from_release, result.to_release
+    lines = [
+        f"Upgrade to the lls service template {new.tag} (from {old.tag})",
+        "",
+        f"Serving runtime {old.runtime_version} -> {new.runtime_version}.",
+    ]
+    lines += [
+        f"{r.tag}: {r.summary}" for r in package.releases if old.version < r.version <= new.version
+    ]
+    if result.asked:
+        lines.append("New answers: " + ", ".join(f"{k}={result.answers[k]}" for k in result.asked))
+    return "\n".join(lines) + "\n"
+
+
+def _move_in(top: Path, clone: Path, result: Upgrade, branch: str | None) -> Upgrade:
+    """Bring the clone's commit into the repository: as a branch, or applied to the index."""
+    fetched_ref = "refs/lls-upgrade/result"
+    _git(top, "fetch", "--quiet", "--no-tags", str(clone), f"+HEAD:{fetched_ref}")
+    try:
+        commit = _git(top, "rev-parse", fetched_ref).strip()
+        if branch and not result.conflicts:
+            _git(top, "branch", branch, commit)
+            _git(top, "switch", "--quiet", branch)
+            return replace(result, branch=branch, commit=commit)
+        if branch:
+            _git(top, "switch", "--quiet", "--create", branch)
+        patch = _git_bytes(top, "diff", "--binary", "-M", "HEAD", commit)
+        _git_bytes(top, "apply", "--index", "--whitespace=nowarn", input=patch)
+        if result.conflicts:
+            _git(top, "reset", "--quiet", "--", *result.conflicts)
+        return replace(result, branch=branch, staged=branch is None)
+    finally:
+        _git(top, "update-ref", "-d", fetched_ref)
+
+
+@contextmanager
+def _holding_off_interrupts() -> Iterator[None]:
+    """Ctrl-C is ignored (by the git commands too) while the result is moved in."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return _git_bytes(cwd, *args).decode("utf-8", errors="replace")
+
+
+def _git_bytes(cwd: Path, *args: str, input: bytes | None = None) -> bytes:
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True, check=True)
+    except FileNotFoundError as error:
+        raise LlsError("git is needed by lls upgrade; install git") from error
+    except subprocess.CalledProcessError as error:
+        stderr = error.stderr.decode("utf-8", errors="replace").strip()
+        raise LlsError(f"git {' '.join(args)} failed: {stderr}") from error
+    return done.stdout
