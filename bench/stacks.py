@@ -31,6 +31,10 @@ class Workspace:
 
 Command = Callable[[Workspace, int], list[str]]  # (workspace, port) -> argv
 
+# What `serving-runtime serve` sets before loading models; the variants that serve the runtime's
+# app without that command set it too, so they differ from it only in the server.
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
 
 def infer_body(row: list[float]) -> bytes:
     return json.dumps({"model_id": "bench", "features": row}).encode()
@@ -119,6 +123,7 @@ STACKS: tuple[Stack, ...] = (
         port=18713,
         command=granian("wsgi", "bench.apps.runtime_granian:app", "--blocking-threads", "1"),
         about="the runtime's WSGI app (create_app) on granian, 1 blocking thread per worker",
+        env=ONE_THREAD,
         default=False,
     ),
     Stack(
@@ -127,6 +132,7 @@ STACKS: tuple[Stack, ...] = (
         port=18716,
         command=python_module("bench.apps.runtime_granian_preload"),
         about="the runtime's WSGI app on granian's Python API, models loaded before fork",
+        env=ONE_THREAD,
         default=False,
     ),
     Stack(
@@ -135,6 +141,7 @@ STACKS: tuple[Stack, ...] = (
         port=18714,
         command=gunicorn("bench.apps.runtime_gunicorn:app", "--preload", "--worker-class", "sync"),
         about="the runtime's WSGI app on Gunicorn sync workers (no keep-alive), preloaded",
+        env=ONE_THREAD,
         default=False,
     ),
     Stack(
@@ -144,7 +151,7 @@ STACKS: tuple[Stack, ...] = (
         command=gunicorn("bench.apps.runtime_gunicorn:app", "--preload", "--threads", "2"),
         about="the runtime's WSGI app on Gunicorn gthread (2 threads) with a 0.2 ms GIL switch"
         " interval instead of 5 ms",
-        env={"BENCH_SWITCH_INTERVAL": "0.0002"},
+        env={**ONE_THREAD, "BENCH_SWITCH_INTERVAL": "0.0002"},
         default=False,
     ),
     Stack(
