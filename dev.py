@@ -73,6 +73,8 @@ def main(argv: list[str]) -> None:
         run(BIN / "python", ROOT / "tools" / "demo.py", env=env, cwd=ROOT)
     elif job == "bench":
         ensure_debian_packages()
+        requirements = ROOT / "bench" / "requirements.txt"
+        run(BIN / "python", "-m", "pip", "install", "-q", "-r", requirements, env=env)
         run(BIN / "python", ROOT / "bench" / "run.py", *argv[2:], env=env, cwd=ROOT)
     else:
         ensure_debian_packages()
