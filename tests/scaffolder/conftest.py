@@ -6,6 +6,7 @@ command, each generated service set up and tested with its own `python3 dev.py t
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -64,8 +65,14 @@ def run(
 
 
 @pytest.fixture(scope="session")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+def built() -> Built:
     """Both wheels, built by tools/build.py exactly as `python3 dev.py build` does."""
+    return build_once()
+
+
+@functools.cache
+def build_once() -> Built:
+    """One build per session, whichever test directory asks first (tests/upgrade reuses it)."""
     done = run([sys.executable, ROOT / "tools" / "build.py"], cwd=ROOT)
     assert done.returncode == 0, done.output
     dist = ROOT / "dist"

@@ -1,0 +1,256 @@
+"""Conflicts are shown and never hidden; bad cases are refused with a clear message and change
+nothing; a dry run writes nothing; an interrupted upgrade leaves the repository as it was."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pexpect
+import pytest
+import yaml
+
+import lls
+from lls import _upgrade
+from tests.scaffolder.conftest import Built, Lls
+
+from .conftest import (
+    BRANCH,
+    MODEL_EDIT,
+    NEW,
+    NEW_FILE,
+    OLD,
+    PACKAGE,
+    SERVICE,
+    Origin,
+    git,
+    lls_env,
+    snapshot,
+    upgrade,
+)
+
+pytestmark = pytest.mark.slow
+
+TEMPLATE_LINE = (
+    "They are recorded in `.copier-answers.yml`; change them with `lls upgrade`, not by hand."
+)
+TEAM_LINE = "They are recorded in `.copier-answers.yml`; ask #demo before changing them."
+
+
+@pytest.fixture
+def service(origin: Origin, tmp_path: Path) -> Path:
+    """A clone of the team's service at v0.1.0, for this test alone."""
+    return origin.clone(tmp_path / SERVICE)
+
+
+def _commit_all(service: Path, message: str) -> None:
+    git(service, "add", "--all")
+    git(service, "commit", "--quiet", "-m", message)
+
+
+def test_a_conflicting_edit_is_marked_listed_and_exits_non_zero(
+    offline_lls: Lls, service: Path
+) -> None:
+    readme = service / "README.md"
+    readme.write_text(readme.read_text().replace(TEMPLATE_LINE, TEAM_LINE))
+    _commit_all(service, "README: our own rule for the settings")
+
+    done = upgrade(offline_lls, service, "--defaults")
+
+    assert done.returncode == 1, done.output
+    assert "conflicted file(s)" in done.stderr
+    assert "  README.md\n" in done.stderr
+    text = readme.read_text()
+    assert "<<<<<<< before updating" in text
+    assert ">>>>>>> after updating" in text
+    assert TEAM_LINE in text  # the team's line, and the template's, both kept
+    assert "`lls versions` lists the template releases" in text
+    # Everything else arrived, staged on the new branch, and nothing of the team's was lost.
+    assert git(service, "branch", "--show-current").strip() == BRANCH
+    status = git(service, "status", "--porcelain").splitlines()
+    assert " M README.md" in status  # left for the team to resolve, not staged
+    assert "M  chart/values.yaml" in status
+    assert MODEL_EDIT in (service / PACKAGE / "model.py").read_text()
+    assert (service / NEW_FILE[0]).is_file()
+    assert "tmpSizeLimit: 1Gi" in (service / "chart" / "values.yaml").read_text()
+    assert yaml.safe_load((service / ".copier-answers.yml").read_text())["_commit"] == NEW
+
+
+@pytest.mark.parametrize(
+    "dirty",
+    [
+        pytest.param(lambda s: (s / "README.md").write_text("changed\n"), id="modified"),
+        pytest.param(lambda s: (s / "scratch.txt").write_text("new\n"), id="untracked"),
+        pytest.param(
+            lambda s: ((s / "x.txt").write_text("x\n"), git(s, "add", "x.txt")), id="staged"
+        ),
+    ],
+)
+def test_a_dirty_tree_is_refused(
+    offline_lls: Lls, service: Path, dirty: Callable[[Path], object]
+) -> None:
+    dirty(service)
+    before = snapshot(service)
+    done = upgrade(offline_lls, service, "--defaults")
+    assert done.returncode == 2, done.output
+    assert "has uncommitted changes" in done.stderr
+    assert "commit or stash them first" in done.stderr
+    assert snapshot(service) == before
+
+
+def test_a_dry_run_shows_the_diff_and_writes_nothing(offline_lls: Lls, service: Path) -> None:
+    before = snapshot(service)
+    done = upgrade(offline_lls, service, "--defaults", "--dry-run")
+    assert done.returncode == 0, done.output
+    assert "+  zones: true" in done.stdout
+    assert "rename to tests/test_canaries.py" in done.stdout
+    assert "Dry run: nothing was written." in done.stdout
+    assert snapshot(service) == before
+
+
+def test_stage_leaves_the_upgrade_staged_on_the_current_branch(
+    offline_lls: Lls, service: Path
+) -> None:
+    head = git(service, "rev-parse", "HEAD")
+    done = upgrade(offline_lls, service, "--defaults", "--stage")
+    assert done.returncode == 0, done.output
+    assert git(service, "rev-parse", "HEAD") == head
+    assert git(service, "branch", "--show-current").strip() == "main"
+    assert BRANCH not in git(service, "branch", "--list")
+    staged = git(service, "diff", "--cached", "--name-status").splitlines()
+    assert "M\tchart/values.yaml" in staged
+    assert git(service, "diff", "--name-only") == ""  # all of it staged, nothing else
+
+
+def _remove_answers(service: Path) -> None:
+    git(service, "rm", "--quiet", ".copier-answers.yml")
+    _commit_all(service, "remove the answers")
+
+
+def _edit_answers(text: str) -> Callable[[Path], None]:
+    def edit(service: Path) -> None:
+        answers = service / ".copier-answers.yml"
+        answers.write_text(answers.read_text().replace(*text.split("|")))
+        _commit_all(service, "edit the answers")
+
+    return edit
+
+
+def _not_a_repository(service: Path) -> None:
+    shutil.rmtree(service / ".git")
+
+
+BAD_CASES = [
+    pytest.param(_not_a_repository, [], "is not in a git repository", id="not-git"),
+    pytest.param(_remove_answers, [], "has no .copier-answers.yml", id="no-answers"),
+    pytest.param(
+        _edit_answers("min_replicas: 2|min_replicas: lots"),
+        [],
+        "min_replicas: 'lots' is not a whole number",
+        id="nonsense-answer",
+    ),
+    pytest.param(
+        _edit_answers("_commit: v0.1.0|_commit: [v0.1.0"),
+        [],
+        "cannot be read as YAML",
+        id="broken-yaml",
+    ),
+    pytest.param(
+        _edit_answers(f"_commit: {OLD}|_commit: v9.9.9"),
+        [],
+        "records template version 'v9.9.9', which this lls does not know",
+        id="unknown-recorded-version",
+    ),
+    pytest.param(
+        _edit_answers("_src_path: https://git.example.invalid|_src_path: gh:someone/else"),
+        [],
+        "this service was not made by `lls new`",
+        id="other-template",
+    ),
+    pytest.param(
+        _edit_answers("workers: 2|"),
+        [],
+        "has no answer to 'workers'",
+        id="missing-answer",
+    ),
+    pytest.param(None, ["--to", "v9.9.9"], "no template version 'v9.9.9'", id="unknown-version"),
+    pytest.param(None, ["--to", OLD], f"already at template {OLD}", id="already-current"),
+]
+
+
+@pytest.mark.parametrize(("spoil", "args", "words"), BAD_CASES)
+def test_a_bad_case_is_refused_clearly_and_changes_nothing(
+    offline_lls: Lls,
+    service: Path,
+    spoil: Callable[[Path], None] | None,
+    args: list[str],
+    words: str,
+) -> None:
+    if spoil:
+        spoil(service)
+    before = snapshot(service) if (service / ".git").exists() else None
+    files = sorted(p.name for p in service.iterdir())
+    done = upgrade(offline_lls, service, "--defaults", *args)
+    assert done.returncode == 2, done.output
+    assert words in done.stderr, done.stderr
+    assert done.stderr.startswith("lls: error: ")
+    assert sorted(p.name for p in service.iterdir()) == files
+    if before is not None:
+        assert snapshot(service) == before
+
+
+def test_a_service_already_current_or_going_back_is_refused(
+    offline_lls: Lls, service: Path
+) -> None:
+    assert upgrade(offline_lls, service, "--defaults").returncode == 0
+    before = snapshot(service)
+    current = upgrade(offline_lls, service, "--defaults")
+    assert current.returncode == 2
+    assert f"already at template {NEW}; nothing to upgrade" in current.stderr
+    back = upgrade(offline_lls, service, "--defaults", "--to", OLD)
+    assert back.returncode == 2
+    assert "is a downgrade" in back.stderr
+    assert snapshot(service) == before
+
+
+def test_only_the_new_question_is_asked_in_a_terminal(offline_lls: Lls, service: Path) -> None:
+    child = pexpect.spawn(
+        str(offline_lls.executable),
+        ["upgrade", "--dry-run"],
+        cwd=str(service),
+        env={**lls_env(), "PROMPT_TOOLKIT_NO_CPR": "1"},
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(50, 200),
+    )
+    child.expect_exact("spread_across_zones:")
+    assert "team:" not in (child.before or "")
+    child.send("n")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    assert "New question spread_across_zones: False" in (child.before or "")
+    assert "+  zones: false" in (child.before or "")
+
+
+@pytest.mark.parametrize("where", ["_copier_update", "place_runtime_wheel"])
+def test_an_interrupted_upgrade_leaves_the_repository_as_it_was(
+    built: Built, service: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    real = getattr(_upgrade, where)
+
+    def interrupted(*args: object) -> None:
+        real(*args)  # Copier has really run in the clone: then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_upgrade, where, interrupted)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    before = snapshot(service)
+    with pytest.raises(KeyboardInterrupt):
+        lls.upgrade(service, package=lls.shipped())
+    assert snapshot(service) == before
+    assert list(scratch.iterdir()) == []  # the temporary clone is gone too
