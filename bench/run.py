@@ -60,6 +60,9 @@ def workspace(out: Path, workers: int) -> Workspace:
     artifact = train(out)
     config = out / "models.yaml"
     config.write_text(MODELS_YAML)
+    # The same model again as a shadow version: what shadowing costs the primary's clients.
+    shadow = MODELS_YAML + "      v2:\n        artifact: model.joblib\n        shadow: true\n"
+    (out / "models-shadow.yaml").write_text(shadow)
     bin_dir = Path(sys.executable).parent
     return Workspace(ROOT, bin_dir, out, artifact, config, workers)
 

@@ -53,10 +53,13 @@ class Stack:
     default: bool = True  # run without --stacks naming it
 
 
-def serving_runtime(*extra: str) -> Command:
+def serving_runtime(*extra: str, config: str | None = None) -> Command:
+    """`serving-runtime serve`, on the workspace's models.yaml or on `config` beside it."""
+
     def argv(ws: Workspace, port: int) -> list[str]:
+        models = ws.config if config is None else ws.out / config
         return [
-            str(ws.bin / "serving-runtime"), "serve", "--config", str(ws.config),
+            str(ws.bin / "serving-runtime"), "serve", "--config", str(models),
             "--bind", f"127.0.0.1:{port}", "--workers", str(ws.workers), *extra,
         ]  # fmt: skip
 
@@ -100,6 +103,23 @@ STACKS: tuple[Stack, ...] = (
         port=18701,
         command=serving_runtime(),
         about="serving-runtime serve, its defaults",
+    ),
+    Stack(
+        name="runtime-shadow",
+        role="variant",
+        port=18717,
+        command=serving_runtime(config="models-shadow.yaml"),
+        about="serving-runtime serve with a shadow version of the same model (compare p99 with"
+        " `runtime`: shadowing must not delay the primary's answer)",
+        default=False,
+    ),
+    Stack(
+        name="runtime-granian-serve",
+        role="variant",
+        port=18718,
+        command=serving_runtime("--server", "granian", "--threads", "1"),
+        about="serving-runtime serve --server granian --threads 1",
+        default=False,
     ),
     Stack(
         name="runtime-threads1",
