@@ -110,6 +110,32 @@ def test_a_dry_run_shows_the_diff_and_writes_nothing(offline_lls: Lls, service: 
     assert snapshot(service) == before
 
 
+def test_answers_can_be_changed_on_the_way(offline_lls: Lls, service: Path) -> None:
+    args = ["--data", "min_replicas=3", "--data", "spread_across_zones=no"]
+    done = upgrade(offline_lls, service, "--defaults", "--dry-run", *args)
+    assert done.returncode == 0, done.output
+    assert "+  minReplicas: 3" in done.stdout
+    assert "+  zones: false" in done.stdout
+    assert "New question spread_across_zones: False" in done.stdout
+
+
+def test_the_examples_in_the_help_work(offline_lls: Lls, origin: Origin, tmp_path: Path) -> None:
+    shown = offline_lls("upgrade", "--help", cwd=tmp_path, env=lls_env()).stdout
+    examples = [
+        line.split("#")[0].split()
+        for line in shown.splitlines()
+        if line.strip().startswith("lls upgrade")
+    ]
+    non_interactive = [argv for argv in examples if "--defaults" in argv]
+    assert len(examples) == 4
+    assert len(non_interactive) == 2, shown  # the prompting ones: the terminal test's
+    for number, argv in enumerate(non_interactive):
+        service = origin.clone(tmp_path / f"example-{number}")
+        done = offline_lls(*argv[1:], cwd=service, env=lls_env())
+        assert done.returncode == 0, (argv, done.output)
+        assert yaml.safe_load((service / ".copier-answers.yml").read_text())["_commit"] == NEW
+
+
 def test_stage_leaves_the_upgrade_staged_on_the_current_branch(
     offline_lls: Lls, service: Path
 ) -> None:
@@ -177,6 +203,8 @@ BAD_CASES = [
     ),
     pytest.param(None, ["--to", "v9.9.9"], "no template version 'v9.9.9'", id="unknown-version"),
     pytest.param(None, ["--to", OLD], f"already at template {OLD}", id="already-current"),
+    pytest.param(None, ["--data", "min_replicas=0"], "min_replicas: 0 must be", id="bad-data"),
+    pytest.param(None, ["--data", "colour=blue"], "colour: no such question", id="no-question"),
 ]
 
 

@@ -217,12 +217,13 @@ def upgrade(
     changed the same lines, both are kept between conflict markers, the files are listed
     and the exit status is 1. The repository must have no uncommitted changes.
 
-    Examples:
+    Examples (run in the service's repository; the last two ask nothing):
 
     \b
-        lls upgrade --dry-run
-        lls upgrade
-        lls upgrade path/to/service --to v0.2.0 --defaults
+        lls upgrade --dry-run    # show the diff, write nothing
+        lls upgrade              # a commit on the new branch lls-upgrade/VERSION
+        lls upgrade --defaults --to v0.2.0 --data spread_across_zones=no
+        lls upgrade --defaults --stage --data min_replicas=3
     """
     with _handle_errors():
         given = parse_data(data or [])

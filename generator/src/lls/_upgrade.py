@@ -10,22 +10,19 @@ last step; a dry run, an error or an interruption before it leaves the repositor
 
 from __future__ import annotations
 
-import re
 import shutil
-import signal
-import subprocess
 import tempfile
-import threading
 from collections import ChainMap
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ._conflicts import find_conflicts, remerge_moved
 from ._errors import InvalidAnswer, LlsError, UserMessageError
+from ._git import git, git_bytes, holding_off_interrupts
 from ._new import Ask, collect_answers
 from ._questions import Question, load_questions
 from ._shipped import (
@@ -40,7 +37,6 @@ from ._shipped import (
 
 ANSWERS_FILE = ".copier-answers.yml"
 BRANCH_PREFIX = "lls-upgrade/"
-_MARKER = re.compile(rb"^(<{7} before updating|>{7} after updating)\s*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -109,18 +105,18 @@ def upgrade(
     work = Path(tempfile.mkdtemp(prefix="lls-upgrade-"))
     try:
         clone = work / "service"
-        _git(work, "clone", "--quiet", "--no-hardlinks", str(top), str(clone))
+        git(work, "clone", "--quiet", "--no-hardlinks", str(top), str(clone))
         _copy_identity(top, clone)
         service = clone / path.relative_to(top)
         _copier_update(package, to_release, answers, service)
         place_runtime_wheel(package, to_release.runtime_version, service)
-        conflicts = _conflicts(clone)
+        conflicts = find_conflicts(clone)
         if conflicts:
             base = work / "base"
-            conflicts = _remerge_moved(clone, conflicts, lambda: _render(package, recorded, base))
-        _git(clone, "add", "--all")
-        status = _git(clone, "diff", "--cached", "--name-status", "-M", "HEAD")
-        diff = _git(clone, "diff", "--cached", "-M", "--stat", "--patch", "HEAD")
+            conflicts = remerge_moved(clone, conflicts, lambda: _render(package, recorded, base))
+        git(clone, "add", "--all")
+        status = git(clone, "diff", "--cached", "--name-status", "-M", "HEAD")
+        diff = git(clone, "diff", "--cached", "-M", "--stat", "--patch", "HEAD")
         added, changed, removed, renamed = _summarize(status)
         result = Upgrade(
             path=path,
@@ -139,8 +135,8 @@ def upgrade(
         if dry_run:
             return result
         message = _commit_message(package, result)
-        _git(clone, "commit", "--quiet", "--no-verify", "-m", message)
-        with _holding_off_interrupts():
+        git(clone, "commit", "--quiet", "--no-verify", "-m", message)
+        with holding_off_interrupts():
             return _move_in(top, clone, result, branch)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -222,21 +218,21 @@ def _repository_top(path: Path) -> Path:
     if not path.is_dir():
         raise UserMessageError(f"{path} is not a directory")
     try:
-        top = _git(path, "rev-parse", "--show-toplevel").strip()
+        top = git(path, "rev-parse", "--show-toplevel").strip()
     except LlsError:
         raise UserMessageError(
             f"{path} is not in a git repository; lls upgrade works on the repository "
             "`lls new` made (it leaves its result as a branch to review)"
         ) from None
     try:
-        _git(path, "rev-parse", "--verify", "--quiet", "HEAD")
+        git(path, "rev-parse", "--verify", "--quiet", "HEAD")
     except LlsError:
         raise UserMessageError(f"{top} has no commit yet; commit the service first") from None
     return Path(top)
 
 
 def _check_clean(top: Path) -> None:
-    status = _git(top, "status", "--porcelain", "--untracked-files=all").splitlines()
+    status = git(top, "status", "--porcelain", "--untracked-files=all").splitlines()
     if status:
         shown = "; ".join(line.strip() for line in status[:5])
         more = f" and {len(status) - 5} more" if len(status) > 5 else ""
@@ -248,7 +244,7 @@ def _check_clean(top: Path) -> None:
 
 def _check_new_branch(top: Path, branch: str) -> None:
     try:
-        _git(top, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}")
+        git(top, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}")
     except LlsError:
         return
     raise UserMessageError(
@@ -260,19 +256,19 @@ def _check_new_branch(top: Path, branch: str) -> None:
 def _copy_identity(top: Path, clone: Path) -> None:
     for key in ("user.name", "user.email"):
         try:
-            value = _git(top, "config", "--get", key).strip()
+            value = git(top, "config", "--get", key).strip()
         except LlsError:
             continue
-        _git(clone, "config", key, value)
+        git(clone, "config", key, value)
     if not _has_identity(clone):
-        _git(clone, "config", "user.name", "lls")
-        _git(clone, "config", "user.email", "lls@localhost")
+        git(clone, "config", "user.name", "lls")
+        git(clone, "config", "user.email", "lls@localhost")
 
 
 def _has_identity(repo: Path) -> bool:
     try:
-        _git(repo, "var", "GIT_COMMITTER_IDENT")
-        _git(repo, "var", "GIT_AUTHOR_IDENT")
+        git(repo, "var", "GIT_COMMITTER_IDENT")
+        git(repo, "var", "GIT_AUTHOR_IDENT")
     except LlsError:
         return False
     return True
@@ -320,69 +316,6 @@ def _render(package: Shipped, recorded: Mapping[str, Any], into: Path) -> Path:
     return into
 
 
-def _remerge_moved(
-    clone: Path, conflicts: tuple[str, ...], render_base: Callable[[], Path]
-) -> tuple[str, ...]:
-    """Merge again, against the right base, the files a migration moved (`git mv`).
-
-    Copier diffs the team's repository against the old release rendered at the old paths, so
-    a file a migration moved has no base there: every line the team changed in it, and every
-    line the template changed, comes out as a conflict. Its base is the old release's file at
-    the path it was moved from, found by its unchanged content in the commit upgraded from.
-    """
-    head: dict[str, str] = {}
-    for line in _git(clone, "ls-tree", "-r", "HEAD").splitlines():
-        meta, name = line.split("\t", 1)
-        head.setdefault(meta.split()[2], name)
-    still: list[str] = []
-    for name in conflicts:
-        stages: dict[str, str] = {}
-        for line in _git(clone, "ls-files", "--unmerged", "--", name).splitlines():
-            meta, _ = line.split("\t", 1)
-            _, sha, stage = meta.split()
-            stages[stage] = sha
-        moved_from = head.get(stages.get("2", ""))
-        if moved_from is None or moved_from == name or "3" not in stages:
-            still.append(name)
-            continue
-        base = render_base() / moved_from
-        if not base.is_file():
-            still.append(name)
-            continue
-        with tempfile.TemporaryDirectory(prefix="lls-merge-") as tmp:
-            ours, theirs = Path(tmp, "ours"), Path(tmp, "theirs")
-            ours.write_bytes(_git_bytes(clone, "cat-file", "blob", stages["2"]))
-            theirs.write_bytes(_git_bytes(clone, "cat-file", "blob", stages["3"]))
-            labels = ("-L", "before updating", "-L", "last update", "-L", "after updating")
-            merged = subprocess.run(
-                ["git", "merge-file", "-p", *labels, str(ours), str(base), str(theirs)],
-                capture_output=True,
-                check=False,
-            )
-        if merged.returncode < 0 or merged.returncode > 127:
-            still.append(name)
-            continue
-        (clone / name).write_bytes(merged.stdout)
-        _git(clone, "add", "--", name)
-        if merged.returncode:
-            still.append(name)
-    return tuple(still)
-
-
-def _conflicts(clone: Path) -> tuple[str, ...]:
-    """Paths Copier left conflicted: unmerged in the index, with markers, or with a .rej."""
-    found = set(_git(clone, "diff", "--name-only", "--diff-filter=U").splitlines())
-    listed = _git(clone, "ls-files", "--modified", "--others", "--exclude-standard", "-z")
-    for name in filter(None, set(listed.split("\0")) | found):
-        file = clone / name
-        if name.endswith(".rej"):
-            found.add(name.removesuffix(".rej"))
-            found.add(name)
-        elif file.is_file() and _MARKER.search(file.read_bytes()):
-            found.add(name)
-    return tuple(sorted(found))
-
-
 def _summarize(
     status: str,
 ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...]]:
@@ -418,47 +351,19 @@ def _commit_message(package: Shipped, result: Upgrade) -> str:
 def _move_in(top: Path, clone: Path, result: Upgrade, branch: str | None) -> Upgrade:
     """Bring the clone's commit into the repository: as a branch, or applied to the index."""
     fetched_ref = "refs/lls-upgrade/result"
-    _git(top, "fetch", "--quiet", "--no-tags", str(clone), f"+HEAD:{fetched_ref}")
+    git(top, "fetch", "--quiet", "--no-tags", str(clone), f"+HEAD:{fetched_ref}")
     try:
-        commit = _git(top, "rev-parse", fetched_ref).strip()
+        commit = git(top, "rev-parse", fetched_ref).strip()
         if branch and not result.conflicts:
-            _git(top, "branch", branch, commit)
-            _git(top, "switch", "--quiet", branch)
+            git(top, "branch", branch, commit)
+            git(top, "switch", "--quiet", branch)
             return replace(result, branch=branch, commit=commit)
         if branch:
-            _git(top, "switch", "--quiet", "--create", branch)
-        patch = _git_bytes(top, "diff", "--binary", "-M", "HEAD", commit)
-        _git_bytes(top, "apply", "--index", "--whitespace=nowarn", input=patch)
+            git(top, "switch", "--quiet", "--create", branch)
+        patch = git_bytes(top, "diff", "--binary", "-M", "HEAD", commit)
+        git_bytes(top, "apply", "--index", "--whitespace=nowarn", input=patch)
         if result.conflicts:
-            _git(top, "reset", "--quiet", "--", *result.conflicts)
+            git(top, "reset", "--quiet", "--", *result.conflicts)
         return replace(result, branch=branch, staged=branch is None)
     finally:
-        _git(top, "update-ref", "-d", fetched_ref)
-
-
-@contextmanager
-def _holding_off_interrupts() -> Iterator[None]:
-    """Ctrl-C is ignored (by the git commands too) while the result is moved in."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _git(cwd: Path, *args: str) -> str:
-    return _git_bytes(cwd, *args).decode("utf-8", errors="replace")
-
-
-def _git_bytes(cwd: Path, *args: str, input: bytes | None = None) -> bytes:
-    try:
-        done = subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True, check=True)
-    except FileNotFoundError as error:
-        raise LlsError("git is needed by lls upgrade; install git") from error
-    except subprocess.CalledProcessError as error:
-        stderr = error.stderr.decode("utf-8", errors="replace").strip()
-        raise LlsError(f"git {' '.join(args)} failed: {stderr}") from error
-    return done.stdout
+        git(top, "update-ref", "-d", fetched_ref)
