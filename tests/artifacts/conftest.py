@@ -53,6 +53,9 @@ ANSWER_SETS: dict[str, dict[str, Any]] = {
         "latency_slo_p99_ms": 1,
         "availability_slo": 99.999,
         "package_index_url": "https://pypi.example.com/simple",
+        "record_outputs": True,
+        "record_sample": 0.25,
+        "tracing_endpoint": "http://otel-collector.observability:4318",
     },
     "large": {
         "framework": "onnx",

@@ -165,6 +165,23 @@ def check_package_index_url(value: str, answers: Mapping[str, Any]) -> None:
         raise ValueError(f"{value!r} is not an http(s) URL such as https://pypi.example.com/simple")
 
 
+def check_share(value: float, answers: Mapping[str, Any]) -> None:
+    """A fraction of requests: more than 0, at most 1."""
+    if not 0 < value <= 1:
+        raise ValueError(f"{value} must be more than 0 and at most 1, e.g. 0.1 for one in ten")
+
+
+def check_tracing_endpoint(value: str, answers: Mapping[str, Any]) -> None:
+    """Empty, or the http(s) URL of an OTLP/HTTP collector."""
+    if not value:
+        return
+    url = urlsplit(value)
+    if url.scheme not in ("http", "https") or not url.netloc or any(c.isspace() for c in value):
+        raise ValueError(
+            f"{value!r} is not an http(s) URL such as http://otel-collector.observability:4318"
+        )
+
+
 def check_version(value: str, answers: Mapping[str, Any]) -> None:
     """A PEP 440 version such as 0.1.0."""
     try:
@@ -192,6 +209,8 @@ CHECKS: Mapping[str, Check] = {
     "namespace": check_team,
     "registry": check_registry,
     "package_index_url": check_package_index_url,
+    "record_sample": check_share,
+    "tracing_endpoint": check_tracing_endpoint,
     "runtime_version": check_version,
 }
 """Question name -> its check. Questions not named here accept any value of their type."""
