@@ -243,7 +243,7 @@ def test_a_service_already_current_or_going_back_is_refused(
     assert snapshot(service) == before
 
 
-def test_only_the_new_question_is_asked_in_a_terminal(offline_lls: Lls, service: Path) -> None:
+def test_only_the_new_questions_are_asked_in_a_terminal(offline_lls: Lls, service: Path) -> None:
     child = pexpect.spawn(
         str(offline_lls.executable),
         ["upgrade", "--dry-run"],
@@ -256,11 +256,21 @@ def test_only_the_new_question_is_asked_in_a_terminal(offline_lls: Lls, service:
     child.expect_exact("spread_across_zones:")
     assert "team:" not in (child.before or "")
     child.send("n")
+    child.expect_exact("record_outputs:")
+    child.send("y")
+    child.expect_exact("record_sample:")
+    child.send("\x7f" * 8 + "2\r")  # refused with its reason, then asked again
+    child.expect_exact("at most 1")
+    child.send("\x7f" * 8 + "0.5\r")
+    child.expect_exact("tracing_endpoint:")
+    child.send("\r")
     child.expect(pexpect.EOF)
     child.close()
-    assert child.exitstatus == 0, child.before
-    assert "New question spread_across_zones: False" in (child.before or "")
-    assert "+  zones: false" in (child.before or "")
+    out = child.before or ""
+    assert child.exitstatus == 0, out
+    assert "New question spread_across_zones: False" in out
+    assert "+  zones: false" in out
+    assert "+  sample: 0.5" in out  # the recording section of models.yaml
 
 
 @pytest.mark.parametrize("where", ["_copier_update", "place_runtime_wheel"])
