@@ -43,7 +43,12 @@ SELFTEST_EDIT = "\n\ndef test_team_canary_count() -> None:\n    assert len(MODEL
 
 def lls_env() -> dict[str, str]:
     """The test environment without anything that points into this repository."""
-    return {k: v for k, v in os.environ.items() if str(ROOT) not in v}
+    env = {k: v for k, v in os.environ.items() if str(ROOT) not in v}
+    # dev.py puts .venv/bin first on PATH: drop that entry, keep the rest (git, python3).
+    env["PATH"] = os.pathsep.join(
+        entry for entry in os.environ.get("PATH", "").split(os.pathsep) if str(ROOT) not in entry
+    )
+    return env
 
 
 @pytest.fixture(scope="session")
