@@ -138,10 +138,14 @@ def template_git_env(bundle: Path) -> Iterator[None]:
     from plumbum import local
 
     index = int(os.environ.get("GIT_CONFIG_COUNT", "0") or 0)
+    # Copier keeps a mirror of each remote template in a cache shared by every run; two lls
+    # runs at once raced on it ("bad object worktrees/..."). Each run gets its own.
+    cache = tempfile.mkdtemp(prefix="lls-copier-cache-")
     added = {
         "GIT_CONFIG_COUNT": str(index + 1),
         f"GIT_CONFIG_KEY_{index}": f"url.{bundle}.insteadOf",
         f"GIT_CONFIG_VALUE_{index}": TEMPLATE_URL,
+        "COPIER_CACHE_DIR": cache,
     }
     saved = {key: os.environ.get(key) for key in added}
     os.environ.update(added)
@@ -149,6 +153,7 @@ def template_git_env(bundle: Path) -> Iterator[None]:
         with local.env(**added):
             yield
     finally:
+        shutil.rmtree(cache, ignore_errors=True)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
