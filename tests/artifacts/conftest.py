@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -25,6 +24,7 @@ import pytest
 import yaml
 
 from serving_runtime import __version__ as RUNTIME_VERSION
+from serving_runtime.testing import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -152,16 +152,6 @@ def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path, seconds: fl
     raise AssertionError(f"{url} not ready after {seconds}s\n{log.read_text()}")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.fixture(scope="session")
 def served(render: Renders, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """Ports are rewritten through the chart's own values; everything else is as rendered."""
@@ -215,6 +205,6 @@ def served(render: Renders, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 envoy_log=envoy_log,
             )
         finally:
-            _stop(envoy)
+            stop(envoy)
     finally:
-        _stop(runtime)
+        stop(runtime)
