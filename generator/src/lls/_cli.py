@@ -2,27 +2,50 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from . import __version__
-from ._errors import LlsError, UserMessageError
+from ._errors import InvalidAnswer, LlsError, UserMessageError
+from ._new import Ask, parse_data, read_data_file
 from ._new import new as new_service
-from ._new import parse_data, read_data_file
 from ._prompt import ask as prompt
+from ._questions import Question
+from ._results import envelope, new_result, upgrade_result, versions_result
 from ._shipped import shipped
+from ._steps import SILENT, Steps
 from ._upgrade import Upgrade
 from ._upgrade import upgrade as upgrade_service
 
 EXIT_ERROR = 1  # lls or a tool it runs failed
 EXIT_USAGE = 2  # the user's input was refused (bad answer, bad option, existing directory)
 EXIT_INTERRUPTED = 130
+
+Quiet = Annotated[
+    bool,
+    typer.Option(
+        "--quiet", "-q", help="Print nothing but errors (on stderr): no progress, no summary."
+    ),
+]
+Json = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help=(
+            "Print one JSON object on stdout (its keys are listed below), also on failure; "
+            "no progress, and never ask: a question left unanswered is an error."
+        ),
+    ),
+]
 
 app = typer.Typer(
     name="lls",
@@ -38,25 +61,107 @@ app = typer.Typer(
 )
 
 
+class _Progress:
+    """Each step on stderr while it runs (spinner, name, elapsed time), then its time taken."""
+
+    def __init__(self) -> None:
+        from rich.console import Console  # only in a terminal: the import costs a tenth of a second
+
+        self._console = Console(stderr=True, highlight=False)
+        self._utf8 = self._console.encoding.lower().startswith("utf")
+        self._running = False
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        if self._running:  # a step within a step stays on its parent's line
+            yield
+            return
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.text import Text
+
+        spinner = SpinnerColumn("dots" if self._utf8 else "line")
+        line = TextColumn("{task.description}", markup=False)
+        started = time.monotonic()
+        self._running = True
+        try:
+            with Progress(
+                spinner, line, TimeElapsedColumn(), console=self._console, transient=True
+            ) as progress:
+                progress.add_task(name, total=None)
+                yield
+        finally:
+            self._running = False
+        took = f"  {time.monotonic() - started:.1f}s"
+        self._console.print(
+            Text.assemble(("✓ " if self._utf8 else "+ ", "green"), name, (took, "dim"))
+        )
+
+
+@dataclass(frozen=True)
+class _Output:
+    """Where a command's words go: the terminal, nowhere but errors (--quiet), or JSON."""
+
+    command: str
+    quiet: bool = False
+    json: bool = False
+
+    def say(self, text: str = "", *, nl: bool = True) -> None:
+        if not (self.quiet or self.json):
+            typer.echo(text, nl=nl)
+
+    def steps(self) -> Steps:
+        """Progress for a person watching stderr in a terminal; for anything else, none."""
+        if self.quiet or self.json or not sys.stderr.isatty():
+            return SILENT
+        return _Progress()
+
+    def result(
+        self, body: dict[str, Any], *, exit_status: int = 0, error: str | None = None
+    ) -> None:
+        if self.json:
+            shown = envelope(self.command, body, exit_status=exit_status, error=error)
+            typer.echo(json.dumps(shown, indent=2, default=str))
+
+    def fail(self, message: str, exit_status: int, prefix: str) -> NoReturn:
+        typer.echo(f"lls: {prefix}{message}", err=True)
+        self.result({}, exit_status=exit_status, error=message)
+        raise typer.Exit(exit_status)
+
+
 @contextmanager
-def _handle_errors() -> Iterator[None]:
+def _handle_errors(out: _Output) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        typer.echo("lls: interrupted; nothing was written", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        out.fail("interrupted; nothing was written", EXIT_INTERRUPTED, prefix="")
     except UserMessageError as error:
-        typer.echo(f"lls: error: {error}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        out.fail(str(error), EXIT_USAGE, prefix="error: ")
     except LlsError as error:
-        typer.echo(f"lls: failed: {error}", err=True)
-        raise typer.Exit(EXIT_ERROR) from None
+        out.fail(str(error), EXIT_ERROR, prefix="failed: ")
+
+
+def _never_ask(question: Question, default: Any, resolve: Callable[[Any], Any]) -> Any:
+    raise InvalidAnswer(
+        question.name,
+        "not answered, and --json never asks; give it with --data, or pass --defaults",
+    )
+
+
+def _asker(out: _Output, *, defaults: bool, no_terminal: str) -> Ask | None:
+    """How unanswered questions are answered: defaults, an error (--json), or a prompt."""
+    if defaults:
+        return None
+    if out.json:
+        return _never_ask
+    if not sys.stdin.isatty():
+        raise UserMessageError(no_terminal)
+    return prompt
 
 
 def _print_version(value: bool) -> None:
     if not value:
         return
-    with _handle_errors():
+    with _handle_errors(_Output("version")):
         package = shipped()
         typer.echo(
             f"lls {__version__} (template {package.latest_template}, "
@@ -123,6 +228,8 @@ def new(
             help="Template release to render (default: the newest; see lls versions).",
         ),
     ] = None,
+    quiet: Quiet = False,
+    json_output: Json = False,
 ) -> None:
     """Create a model-serving service repository from the lls template.
 
@@ -139,31 +246,53 @@ def new(
         lls new old-style --defaults --version v0.1.0
 
     Any refused answer given with --data or --data-file stops lls with the question's name
-    and the reason, exit status 2, and nothing written.
+    and the reason, exit status 2, and nothing written; so does Ctrl-C (exit status 130).
+    In a terminal, each step after the questions is shown on stderr as it runs; --quiet
+    prints nothing but errors.
+
+    With --json nothing is asked (a question answered neither by --data, --data-file nor
+    --defaults is an error) and stdout is one object:
+
+    \b
+        {"command": "new", "exit_status": 0, "error": null,
+         "path": "/absolute/DEST", "service_name": "...",
+         "template_version": "v...", "runtime_version": "...",
+         "commit": "<sha>", "commit_author": "Name <email>",
+         "answers": {"team": "...", ...every answer recorded}}
+
+    On failure it is {"command": "new", "exit_status": N, "error": "the message"}, the
+    message also on stderr; N is 1 when lls or a tool it runs failed, 2 for a refused
+    input, 130 for Ctrl-C. (An option the parser does not know is reported on stderr only.)
     """
-    with _handle_errors():
+    out = _Output("new", quiet=quiet, json=json_output)
+    with _handle_errors(out):
         given = parse_data(data or [])
         from_file = read_data_file(data_file) if data_file else {}
-        if not defaults and not sys.stdin.isatty():
-            raise UserMessageError(
-                "no terminal to ask the questions in; pass --defaults "
-                "(with --data or --data-file for the answers you want)"
-            )
-        ask = None if defaults else prompt
-        made = new_service(
-            dest, data=given, data_file=from_file, ask=ask, force=force, version=version
+        no_terminal = (
+            "no terminal to ask the questions in; pass --defaults "
+            "(with --data or --data-file for the answers you want)"
         )
+        made = new_service(
+            dest,
+            data=given,
+            data_file=from_file,
+            ask=_asker(out, defaults=defaults, no_terminal=no_terminal),
+            force=force,
+            version=version,
+            steps=out.steps(),
+        )
+    out.result(new_result(made))
     answers = made.answers
-    typer.echo(
+    out.say(
         f"Created {answers['service_name']} in {made.path} (template {made.template_version}, "
         f"serving runtime {made.runtime_version}, framework {answers['framework']})."
     )
     if made.commit.fallback:
-        typer.echo(
+        out.say(
             f"No git identity is configured, so the first commit is by {made.commit.author}; "
             "set git's user.name and user.email to use yours."
         )
-    typer.echo(
+    out.say(
         f"\nNext:\n  cd {made.path}\n"
         "  python3 dev.py test    # set up, then lint and run the tests\n"
         "  python3 dev.py serve   # set up, then serve POST /infer on http://127.0.0.1:8080"
@@ -207,6 +336,8 @@ def upgrade(
             help="Leave the result staged on the current branch instead of a new branch.",
         ),
     ] = False,
+    quiet: Quiet = False,
+    json_output: Json = False,
 ) -> None:
     """Move a service to a newer template release, keeping the team's edits.
 
@@ -224,34 +355,61 @@ def upgrade(
         lls upgrade              # a commit on the new branch lls-upgrade/VERSION
         lls upgrade --defaults --to v0.2.0 --data spread_across_zones=no
         lls upgrade --defaults --stage --data min_replicas=3
+
+    In a terminal, each step is shown on stderr as it runs; Ctrl-C (exit status 130) leaves
+    the repository as it was. With --quiet only errors are printed (and a dry run's diff).
+
+    With --json nothing is asked (a new question answered neither by --data nor --defaults
+    is an error) and stdout is one object:
+
+    \b
+        {"command": "upgrade", "exit_status": 0, "error": null,
+         "path": "/absolute/PATH", "from_version": "v...", "to_version": "v...",
+         "from_runtime_version": "...", "to_runtime_version": "...",
+         "dry_run": false, "branch": "lls-upgrade/v..." or null,
+         "commit": "<sha>" or null, "staged": false,
+         "new_answers": {"question": "answer", ...},
+         "added": ["path", ...], "changed": [...], "removed": [...],
+         "renamed": [{"from": "path", "to": "path"}, ...],
+         "conflicts": [...], "diff": "git diff --stat --patch of it all"}
+
+    With conflicts, "exit_status" is 1 and "error" says how many. On any other failure
+    it is {"command": "upgrade", "exit_status": N, "error": "the message"}, the message
+    also on stderr; N is 1 when lls or git failed, 2 for a refused input, 130 for Ctrl-C.
     """
-    with _handle_errors():
+    out = _Output("upgrade", quiet=quiet, json=json_output)
+    with _handle_errors(out):
         given = parse_data(data or [])
-        if not defaults and not sys.stdin.isatty():
-            raise UserMessageError(
-                "no terminal to ask new questions in; pass --defaults "
-                "(with --data for the answers you want)"
-            )
+        no_terminal = (
+            "no terminal to ask new questions in; pass --defaults "
+            "(with --data for the answers you want)"
+        )
         done = upgrade_service(
             path,
             to=to,
             data=given,
-            ask=None if defaults else prompt,
+            ask=_asker(out, defaults=defaults, no_terminal=no_terminal),
             dry_run=dry_run,
             stage=stage,
+            steps=out.steps(),
         )
-    _report_upgrade(done)
+    conflicted = None
     if done.conflicts:
+        conflicted = f"{len(done.conflicts)} conflicted file(s): {', '.join(done.conflicts)}"
+    out.result(upgrade_result(done), exit_status=EXIT_ERROR if conflicted else 0, error=conflicted)
+    _report_upgrade(done, out)
+    if done.conflicts:
+        _report_conflicts(done)
         raise typer.Exit(EXIT_ERROR)
 
 
-def _report_upgrade(done: Upgrade) -> None:
+def _report_upgrade(done: Upgrade, out: _Output) -> None:
     old, new = done.from_release, done.to_release
-    if done.dry_run:
+    if done.dry_run and not out.json:  # the diff is what a dry run is for, even when quiet
         typer.echo(done.diff, nl=False)
         typer.echo("")
     verb = "would change" if done.dry_run else "changes"
-    typer.echo(
+    out.say(
         f"Upgrade {done.path} from template {old.tag} to {new.tag} "
         f"(serving runtime {old.runtime_version} -> {new.runtime_version}) {verb}:"
     )
@@ -262,40 +420,61 @@ def _report_upgrade(done: Upgrade) -> None:
         ("renamed", tuple(f"{a} -> {b}" for a, b in done.renamed)),
         ("conflicts", done.conflicts),
     ):
-        typer.echo(f"  {label:9} {len(paths)}")
+        out.say(f"  {label:9} {len(paths)}")
         for item in paths if label != "changed" or len(paths) <= 30 else ():
-            typer.echo(f"    {item}")
+            out.say(f"    {item}")
     for name in done.asked:
-        typer.echo(f"New question {name}: {done.answers[name]}")
+        out.say(f"New question {name}: {done.answers[name]}")
     if done.dry_run:
-        typer.echo("Dry run: nothing was written.")
-        return
-    if done.conflicts:
-        typer.echo(
-            f"\n{len(done.conflicts)} conflicted file(s): the team's lines and the template's "
-            "are both kept between <<<<<<< before updating / >>>>>>> after updating markers "
-            "(or in .rej files). Resolve them, then `git add` and `git commit`:",
-            err=True,
-        )
-        for name in done.conflicts:
-            typer.echo(f"  {name}", err=True)
-        where = f"on the new branch {done.branch}" if done.branch else "on the current branch"
-        typer.echo(f"The other changes are staged {where}.", err=True)
+        out.say("Dry run: nothing was written.")
+    elif done.conflicts:
+        pass  # _report_conflicts, on stderr whatever the mode
     elif done.branch:
-        typer.echo(
+        out.say(
             f"\nCommitted on the new branch {done.branch} ({(done.commit or '')[:12]}), now "
             f"checked out. Run the tests (python3 dev.py test), then push it for review:\n"
             f"  git push -u origin {done.branch}"
         )
     else:
-        typer.echo("\nStaged on the current branch; review with `git diff --cached`, then commit.")
+        out.say("\nStaged on the current branch; review with `git diff --cached`, then commit.")
+
+
+def _report_conflicts(done: Upgrade) -> None:
+    typer.echo(
+        f"\n{len(done.conflicts)} conflicted file(s): the team's lines and the template's "
+        "are both kept between <<<<<<< before updating / >>>>>>> after updating markers "
+        "(or in .rej files). Resolve them, then `git add` and `git commit`:",
+        err=True,
+    )
+    for name in done.conflicts:
+        typer.echo(f"  {name}", err=True)
+    where = f"on the new branch {done.branch}" if done.branch else "on the current branch"
+    typer.echo(f"The other changes are staged {where}.", err=True)
 
 
 @app.command()
-def versions() -> None:
-    """List the template releases this lls carries, and what each changed (newest last)."""
-    with _handle_errors():
+def versions(
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object on stdout (keys below).")
+    ] = False,
+) -> None:
+    """List the template releases this lls carries, and what each changed (newest last).
+
+    With --json, stdout is this one object:
+
+    \b
+        {"command": "versions", "exit_status": 0, "error": null,
+         "lls_version": "...", "newest": "v...",
+         "releases": [{"version": "v...", "date": "YYYY-MM-DD",
+                       "runtime_version": "...", "summary": "...",
+                       "newest": false}, ...oldest first]}
+    """
+    out = _Output("versions", json=json_output)
+    with _handle_errors(out):
         package = shipped()
+    out.result(versions_result(package, __version__))
+    if out.json:
+        return
     for release in package.releases:
         latest = "  (newest)" if release == package.latest else ""
         typer.echo(

@@ -29,6 +29,7 @@ from ._shipped import (
     shipped,
     template_git_env,
 )
+from ._steps import SILENT, Steps
 
 Ask = Callable[[Question, Any, Callable[[Any], Any]], Any]
 """Prompt for one question: (question, default, resolve) -> the resolved value.
@@ -127,16 +128,20 @@ def new(
     force: bool = False,
     package: Shipped | None = None,
     version: str | None = None,
+    steps: Steps = SILENT,
 ) -> NewService:
     """Render a new service repository at `dest` (default: ./<service_name>) and commit it.
 
-    `version` names the template release (default: the newest this lls carries).
+    `version` names the template release (default: the newest this lls carries); `steps` is
+    told of each step after the questions (reading the template, rendering, committing).
     """
     package = package or shipped()
     release = package.release(version) if version else package.latest
     if dest is not None:
         check_destination(dest, force=force)
-    questions = load_questions(read_template_file(package.bundle, release.tag, "copier.yml"))
+    with steps.step(f"Reading the questions of template {release.tag}"):
+        copier_yml = read_template_file(package.bundle, release.tag, "copier.yml")
+    questions = load_questions(copier_yml)
     fixed = {"runtime_version": release.runtime_version}
     # Another service's answers file holds values lls sets itself: this lls's win over them.
     from_file = {k: v for k, v in (data_file or {}).items() if k not in fixed}
@@ -151,18 +156,22 @@ def new(
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        _render(package, release, answers, work)
+        with steps.step(
+            f"Rendering template {release.tag} with serving runtime {release.runtime_version}"
+        ):
+            _render(package, release, answers, work)
         message = f"Generate {answers['service_name']} from the lls service template {release.tag}"
-        if dest.is_dir() and any(dest.iterdir()):
-            shutil.copytree(work, dest, dirs_exist_ok=True)
-            commit = commit_all(dest, message)
-        else:
-            commit = commit_all(work, message)
-            if dest.is_dir():  # empty: keep the directory itself (it may be the cwd)
-                for child in work.iterdir():
-                    child.rename(dest / child.name)
+        with steps.step(f"Making the first git commit in {dest}"):
+            if dest.is_dir() and any(dest.iterdir()):
+                shutil.copytree(work, dest, dirs_exist_ok=True)
+                commit = commit_all(dest, message)
             else:
-                work.rename(dest)
+                commit = commit_all(work, message)
+                if dest.is_dir():  # empty: keep the directory itself (it may be the cwd)
+                    for child in work.iterdir():
+                        child.rename(dest / child.name)
+                else:
+                    work.rename(dest)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return NewService(dest, answers, release.tag, release.runtime_version, commit)

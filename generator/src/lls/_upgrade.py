@@ -34,6 +34,7 @@ from ._shipped import (
     shipped,
     template_git_env,
 )
+from ._steps import SILENT, Steps
 
 ANSWERS_FILE = ".copier-answers.yml"
 BRANCH_PREFIX = "lls-upgrade/"
@@ -69,28 +70,23 @@ def upgrade(
     dry_run: bool = False,
     stage: bool = False,
     package: Shipped | None = None,
+    steps: Steps = SILENT,
 ) -> Upgrade:
     """Upgrade the service at `path` to release `to` (default: the newest lls carries).
 
     `data` changes answers (or answers new questions); `ask` prompts for the new questions
     not given (None: their defaults). Raises UserMessageError, changing nothing, when the
     repository is not a clean git repository made by `lls new`, or the version is not newer.
+    `steps` is told of each step but the questions (checking, cloning, Copier, conflicts...).
     """
     package = package or shipped()
     path = path.absolute()
-    top = _repository_top(path)
-    recorded = read_answers(path)
-    from_release = _recorded_release(package, recorded)
-    to_release = package.release(to) if to else package.latest
-    _check_direction(from_release, to_release)
-    old_questions = _questions(package, from_release)
-    _check_recorded(old_questions, recorded)
-    _check_clean(top)
-    branch = None if stage or dry_run else BRANCH_PREFIX + to_release.tag
-    if branch:
-        _check_new_branch(top, branch)
-
-    questions = _questions(package, to_release)
+    with steps.step(f"Checking {path} and its recorded answers"):
+        top, recorded, from_release, to_release = _checked_repository(package, path, to)
+        branch = None if stage or dry_run else BRANCH_PREFIX + to_release.tag
+        if branch:
+            _check_new_branch(top, branch)
+        questions = _questions(package, to_release)
     names = {q.name for q in questions}
     previous = {k: v for k, v in recorded.items() if k in names and not k.startswith("_")}
     fixed = {"runtime_version": to_release.runtime_version}
@@ -105,18 +101,26 @@ def upgrade(
     work = Path(tempfile.mkdtemp(prefix="lls-upgrade-"))
     try:
         clone = work / "service"
-        git(work, "clone", "--quiet", "--no-hardlinks", str(top), str(clone))
-        _copy_identity(top, clone)
+        with steps.step(f"Cloning {top} into a temporary directory"):
+            git(work, "clone", "--quiet", "--no-hardlinks", str(top), str(clone))
+            _copy_identity(top, clone)
         service = clone / path.relative_to(top)
-        _copier_update(package, to_release, answers, service)
-        place_runtime_wheel(package, to_release.runtime_version, service)
-        conflicts = find_conflicts(clone)
-        if conflicts:
-            base = work / "base"
-            conflicts = remerge_moved(clone, conflicts, lambda: _render(package, recorded, base))
-        git(clone, "add", "--all")
-        status = git(clone, "diff", "--cached", "--name-status", "-M", "HEAD")
-        diff = git(clone, "diff", "--cached", "-M", "--stat", "--patch", "HEAD")
+        with steps.step(
+            f"Updating from template {from_release.tag} to {to_release.tag} with Copier "
+            "(three-way merge, migrations)"
+        ):
+            _copier_update(package, to_release, answers, service)
+            place_runtime_wheel(package, to_release.runtime_version, service)
+        with steps.step("Checking for conflicts"):
+            conflicts = find_conflicts(clone)
+            if conflicts:
+                base = work / "base"
+                conflicts = remerge_moved(
+                    clone, conflicts, lambda: _render(package, recorded, base)
+                )
+            git(clone, "add", "--all")
+            status = git(clone, "diff", "--cached", "--name-status", "-M", "HEAD")
+            diff = git(clone, "diff", "--cached", "-M", "--stat", "--patch", "HEAD")
         added, changed, removed, renamed = _summarize(status)
         result = Upgrade(
             path=path,
@@ -135,11 +139,27 @@ def upgrade(
         if dry_run:
             return result
         message = _commit_message(package, result)
-        git(clone, "commit", "--quiet", "--no-verify", "-m", message)
-        with holding_off_interrupts():
-            return _move_in(top, clone, result, branch)
+        where = f"as the new branch {branch}" if branch else "staged on the current branch"
+        with steps.step(f"Committing, and bringing the result into {top} {where}"):
+            git(clone, "commit", "--quiet", "--no-verify", "-m", message)
+            with holding_off_interrupts():
+                return _move_in(top, clone, result, branch)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _checked_repository(
+    package: Shipped, path: Path, to: str | None
+) -> tuple[Path, dict[str, Any], Release, Release]:
+    """The clean repository's top, its recorded answers, their release and the one to go to."""
+    top = _repository_top(path)
+    recorded = read_answers(path)
+    from_release = _recorded_release(package, recorded)
+    to_release = package.release(to) if to else package.latest
+    _check_direction(from_release, to_release)
+    _check_recorded(_questions(package, from_release), recorded)
+    _check_clean(top)
+    return top, recorded, from_release, to_release
 
 
 def read_answers(path: Path) -> dict[str, Any]:
