@@ -51,17 +51,33 @@ class _Frozen(BaseModel):
 class VersionConfig(_Frozen):
     """One version of a model: its artifact and, optionally, its own class."""
 
-    artifact: Path | None = None
-    class_path: ClassPath | None = Field(default=None, alias="class")
-    shadow: bool = False  # sees every request of the primary, off the request path
+    artifact: Path | None = Field(
+        default=None,
+        description="The file passed to the class's load(), relative to models.yaml "
+        "(none: load() gets None).",
+    )
+    class_path: ClassPath | None = Field(
+        default=None,
+        alias="class",
+        description="module:Class serving this version, when not the model's class.",
+    )
+    shadow: bool = Field(
+        default=False,
+        description="Run on every request of the primary, off the request path, and compare "
+        "its outputs with the primary's (lls_shadow_comparisons_total).",
+    )
 
 
 class ModelConfig(_Frozen):
     """One model: the class that serves it, its versions and the primary one."""
 
-    class_path: ClassPath = Field(alias="class")
-    primary: Name
-    versions: dict[Name, VersionConfig] = Field(min_length=1)
+    class_path: ClassPath = Field(
+        alias="class", description="module:Class of the model, importable from the repository."
+    )
+    primary: Name = Field(description="The version /infer answers with when none is asked for.")
+    versions: dict[Name, VersionConfig] = Field(
+        min_length=1, description="The versions loaded at start, by name (at least one)."
+    )
 
     @model_validator(mode="after")
     def _primary_is_a_version(self) -> ModelConfig:
@@ -80,19 +96,36 @@ class ModelConfig(_Frozen):
 class RecordingConfig(_Frozen):
     """Output recording: which requests are written where, off the request path."""
 
-    path: Path = Field(default_factory=lambda: Path(tempfile.gettempdir()) / "lls-records")
-    sample: float = Field(default=1.0, gt=0.0, le=1.0)
-    features: bool = False
-    max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
-    backups: int = Field(default=3, ge=0)
-    sink: ClassPath | None = None  # module:Class of another sink; default: JSON-lines files
+    path: Path = Field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / "lls-records",
+        description="Folder of the rotated JSON-lines files, relative to models.yaml.",
+    )
+    sample: float = Field(
+        default=1.0, gt=0.0, le=1.0, description="Share of requests recorded, above 0 up to 1."
+    )
+    features: bool = Field(
+        default=False, description="Keep each request's features too (for new test_data)."
+    )
+    max_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, description="Rotate a file past this size (bytes)."
+    )
+    backups: int = Field(default=3, ge=0, description="Older files kept after rotation.")
+    sink: ClassPath | None = Field(
+        default=None,
+        description="module:Class of another sink (a class with write and close); "
+        "none: the JSON-lines files.",
+    )
 
 
 class ServiceConfig(_Frozen):
     """The whole `models.yaml`."""
 
-    models: dict[Name, ModelConfig] = Field(min_length=1)
-    recording: RecordingConfig | None = None
+    models: dict[Name, ModelConfig] = Field(
+        min_length=1, description="The served models by model id (used in /infer and metrics)."
+    )
+    recording: RecordingConfig | None = Field(
+        default=None, description="Output recording; off when absent."
+    )
     root: Path = Field(default=Path("."), exclude=True)
 
     def artifact_path(self, model_id: str, version: str) -> Path | None:
