@@ -9,19 +9,12 @@ import pexpect
 import pytest
 import yaml
 
-from lls._questions import load_questions
-
 from .answers import BAD_ANSWERS
-from .conftest import ROOT, Lls
+from .conftest import Lls
+from .terminal import CLEAR_LINE, QUESTIONS
 
 pytestmark = pytest.mark.slow
 
-QUESTIONS = [
-    q.name
-    for q in load_questions((ROOT / "copier.yml").read_text())
-    if q.is_asked({}) and q.name != "runtime_version"
-]
-CLEAR_LINE = "\x15"  # Ctrl-U: the default is pre-filled; start from an empty line
 DOWN = "\x1b[B"
 CTRL_C = "\x03"
 

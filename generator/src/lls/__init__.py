@@ -8,6 +8,7 @@ from ._jinja import ChecksExtension
 from ._new import NewService, new
 from ._quantity import QuantityError, parse_quantity
 from ._shipped import TEMPLATE_URL, Release, Shipped, shipped
+from ._steps import Steps
 from ._upgrade import Upgrade, upgrade
 
 try:
@@ -25,6 +26,7 @@ __all__ = [
     "QuantityError",
     "Release",
     "Shipped",
+    "Steps",
     "Upgrade",
     "UserMessageError",
     "__version__",
