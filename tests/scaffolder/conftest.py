@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import subprocess
 import sys
 import venv
@@ -90,6 +91,13 @@ class Lls:
 
     def __call__(self, *args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> Done:
         return run([self.executable, *args], cwd=cwd, env=env, timeout=120)
+
+
+def documented_keys(lls: Lls, cwd: Path, command: str) -> set[str]:
+    """Every "key": of the JSON object that `lls COMMAND --help` shows for --json."""
+    shown = lls(command, "--help", cwd=cwd).stdout
+    block = shown[shown.index('{"command": ') :]
+    return set(re.findall(r'"(\w+)":', block[: block.index("\n\n")]))
 
 
 @pytest.fixture(scope="session")

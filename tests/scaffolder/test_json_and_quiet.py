@@ -5,22 +5,14 @@ help lists."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from .conftest import LATEST, RELEASES, Built, Lls, run
+from .conftest import LATEST, RELEASES, Built, Lls, documented_keys, run
 
 pytestmark = pytest.mark.slow
-
-
-def documented_keys(lls: Lls, cwd: Path, command: str) -> set[str]:
-    """Every "key": of the JSON object the command's help shows."""
-    shown = lls(command, "--help", cwd=cwd).stdout
-    block = shown[shown.index('{"command": ') :]
-    return set(re.findall(r'"(\w+)":', block[: block.index("\n\n")]))
 
 
 def test_new_json_describes_the_service_it_made(lls: Lls, built: Built, tmp_path: Path) -> None:
