@@ -108,27 +108,58 @@ def floor_of(m: Measurements) -> Stack | None:
 
 def targets(m: Measurements) -> list[Target]:
     runtime = next((s for s in m.stacks if s.role == "runtime"), None)
-    baseline = next((s for s in m.stacks if s.role == "baseline"), None)
     floor = floor_of(m)
-    if runtime is None or baseline is None or floor is None:
+    if runtime is None:
         return []
     rt = runtime.name
     found: list[Target] = []
-    for c in (8, 32):
-        if c not in m.connections:
-            continue
-        rps = m.point(rt, c).rps
-        vs_floor = rps / m.point(floor.name, c).rps
-        vs_baseline = rps / m.point(baseline.name, c).rps
-        found.append(Target(f"rps c={c} / floor", vs_floor, 0.85, True, "x"))
-        found.append(Target(f"rps c={c} / {baseline.name}", vs_baseline, 2, True, "x"))
+    if floor is not None:
+        for c in (8, 32):
+            if c in m.connections:
+                vs_floor = m.point(rt, c).rps / m.point(floor.name, c).rps
+                found.append(Target(f"rps c={c} / floor", vs_floor, 0.85, True, "x"))
+    for s in m.stacks:
+        for c, times in s.rps_target.items():
+            if c in m.connections:
+                ratio = m.point(rt, c).rps / m.point(s.name, c).rps
+                found.append(Target(f"rps c={c} / {s.name}", ratio, times, True, "x"))
     if 8 in m.connections:
         found.append(Target("p99 c=8", m.point(rt, 8).p99_ms, 4, False, " ms"))
     if 1 in m.connections:
         found.append(Target("overhead over predict c=1", m.overhead_ms(rt), 0.35, False, " ms"))
     found.append(Target("cold start", m.cold_start_s(rt), 1.5, False, " s"))
-    found.append(Target("PSS / floor", m.pss(rt) / m.pss(floor.name), 1.15, False, "x"))
+    if floor is not None:
+        found.append(Target("PSS / floor", m.pss(rt) / m.pss(floor.name), 1.15, False, "x"))
     return found
+
+
+def ratios(m: Measurements) -> list[str]:
+    """The runtime's throughput as a multiple of every other stack's, at each concurrency."""
+    runtime = next((s for s in m.stacks if s.role == "runtime"), None)
+    if runtime is None:
+        return []
+    head = " | ".join(f"c={c}" for c in m.connections)
+    lines = [
+        "## The runtime against each stack",
+        "",
+        "Runtime rps divided by the stack's rps at the same concurrency (above 1: the runtime"
+        " answers more); then the stack's PSS and cold start divided by the runtime's (above 1:"
+        " the stack needs more).",
+        "",
+        f"| stack | role | {head} | PSS x | cold start x |",
+        "|---|---|" + "---:|" * (len(m.connections) + 2),
+    ]
+    rt = runtime.name
+    for s in m.stacks:
+        if s is runtime:
+            continue
+        cells = " | ".join(
+            f"{m.point(rt, c).rps / m.point(s.name, c).rps:.2f}" for c in m.connections
+        )
+        pss = m.pss(s.name) / m.pss(rt)
+        cold = m.cold_start_s(s.name) / m.cold_start_s(rt)
+        lines.append(f"| {s.name} | {s.role} | {cells} | {pss:.2f} | {cold:.2f} |")
+    return [*lines, ""]
 
 
 def tables(m: Measurements) -> str:
@@ -175,14 +206,14 @@ def tables(m: Measurements) -> str:
         )
     found = targets(m)
     floor = floor_of(m)
-    lines += ["", "## Targets", ""]
+    lines += ["", *ratios(m), "## Targets", ""]
     if not found:
-        lines.append("Not judged: the run needs a runtime, a baseline and a floor stack.")
+        lines.append("Not judged: the run has no runtime stack.")
         return "\n".join(lines) + "\n"
     met = sum(t.met for t in found)
     lines += [
         f"The runtime against the floor (`{floor.name if floor else '-'}`, the fastest floor of"
-        f" this run) and the baseline: {met} of {len(found)} met.",
+        f" this run) and the stacks it must outrun: {met} of {len(found)} met.",
         "",
         "| target | runtime | limit | verdict |",
         "|---|---:|---:|---|",

@@ -1,13 +1,15 @@
 """The serving benchmark: one command, `python bench/run.py` (or `python3 dev.py bench`).
 
-Trains the model, then serves it from every stack in turn (stacks alternated, several rounds),
-loads each with wrk at 1, 8 and 32 connections, and writes bench/RESULTS.md. Only ratios inside
-one run mean anything: the machine is shared and its two cores serve both server and wrk.
+Trains the model, builds the peers' venvs if needed (bench/venvs.py), then serves the model from
+every stack in turn (stacks alternated, several rounds), loads each with wrk at 1, 8 and 32
+connections, writes bench/RESULTS.md and draws its plots into docs/assets/bench/. Only ratios
+inside one run mean anything: the machine is shared and its two cores serve server and wrk.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -16,13 +18,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: make `bench.*` importable
 
-from bench import machine, report  # noqa: E402
+from bench import machine, plots, report, venvs  # noqa: E402
 from bench.model import time_predict, train  # noqa: E402
 from bench.server import serve  # noqa: E402
 from bench.stacks import Stack, Workspace, select  # noqa: E402
 from bench.wrk import run_wrk  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
+PLOTS = ROOT / "docs" / "assets" / "bench"
 MODELS_YAML = """\
 models:
   bench:
@@ -46,7 +49,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--stacks", help="comma-separated stack names (default: the default stacks)")
     p.add_argument("--out", type=Path, help="scratch directory (default: a fresh temporary one)")
     p.add_argument("--results", type=Path, default=RESULTS, help="where to write the tables")
+    p.add_argument(
+        "--plots",
+        type=Path,
+        help=f"folder for the PNG plots (default: {PLOTS.relative_to(ROOT)} when --results is"
+        " the default, else none, so a variants run leaves the published plots alone)",
+    )
     args = p.parse_args(argv)
+    if args.plots is None and args.results == RESULTS:
+        args.plots = PLOTS
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.seconds = args.seconds or (3 if args.quick else 10)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
@@ -54,7 +65,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def workspace(out: Path, workers: int) -> Workspace:
+def workspace(out: Path, workers: int, stacks: list[Stack]) -> Workspace:
+    # The peers' venvs first: building one takes minutes, and a failure should come early.
+    peer_bins = {s.venv: venvs.ensure(s.venv) for s in stacks if s.venv}
     out.mkdir(parents=True, exist_ok=True)
     print(f"training the model into {out}", flush=True)
     artifact = train(out)
@@ -64,7 +77,7 @@ def workspace(out: Path, workers: int) -> Workspace:
     shadow = MODELS_YAML + "      v2:\n        artifact: model.joblib\n        shadow: true\n"
     (out / "models-shadow.yaml").write_text(shadow)
     bin_dir = Path(sys.executable).parent
-    return Workspace(ROOT, bin_dir, out, artifact, config, workers)
+    return Workspace(ROOT, bin_dir, out, artifact, config, workers, peer_bins)
 
 
 def measure(args: argparse.Namespace, ws: Workspace, stacks: list[Stack]) -> report.Measurements:
@@ -101,7 +114,7 @@ def measure(args: argparse.Namespace, ws: Workspace, stacks: list[Stack]) -> rep
     return m
 
 
-def render(args: argparse.Namespace, m: report.Measurements) -> str:
+def render(args: argparse.Namespace, m: report.Measurements, pngs: list[Path]) -> str:
     settings = (
         f"- Settings: {args.rounds} round(s), {args.warmup:g} s warm-up + {args.seconds:g} s per"
         f" point, connections {', '.join(map(str, args.connections))}, {args.workers} workers"
@@ -109,10 +122,21 @@ def render(args: argparse.Namespace, m: report.Measurements) -> str:
         " so absolute numbers understate a dedicated host; compare ratios within this run.\n"
     )
     stacks = "".join(f"- `{s.name}` ({s.role}): {s.about}\n" for s in m.stacks)
+    peers = sorted({s.venv for s in m.stacks if s.venv})
+    if peers:
+        settings += "- Peer venvs (bench/.venvs/, from bench/peers/*.txt): " + "; ".join(
+            f"{name}: {venvs.versions(name)}" for name in peers
+        )
+        settings += f"; each with {', '.join(venvs.pins())} as in the main venv\n"
+    here = args.results.resolve().parent
+    images = "".join(
+        f"![{png.stem}]({Path(os.path.relpath(png.resolve(), here)).as_posix()})\n\n"
+        for png in pngs
+    )
     return (
         "# Benchmark results\n\n"
         "Written by `python bench/run.py` (`python3 dev.py bench`); every run overwrites it.\n\n"
-        f"{machine.describe()}{settings}\nStacks:\n\n{stacks}\n{report.tables(m)}"
+        f"{machine.describe()}{settings}\nStacks:\n\n{stacks}\n{images}{report.tables(m)}"
     )
 
 
@@ -125,11 +149,12 @@ def main(argv: list[str]) -> int:
         return 2
     out = (args.out or Path(tempfile.mkdtemp(prefix="lls-bench-"))).resolve()
     try:
-        m = measure(args, workspace(out, args.workers), stacks)
+        m = measure(args, workspace(out, args.workers, stacks), stacks)
     finally:
         if args.out is None:
             shutil.rmtree(out, ignore_errors=True)
-    text = render(args, m)
+    pngs = plots.draw(m, args.plots) if args.plots else []
+    text = render(args, m, pngs)
     args.results.write_text(text)
     print("\n" + text)
     return 0

@@ -44,6 +44,8 @@ def server_env(ws: Workspace, stack: Stack) -> dict[str, str]:
         "BENCH_MODEL": str(ws.artifact.path),
         "BENCH_CANARY": str(ws.artifact.canary),
         "SERVING_RUNTIME_CONFIG": str(ws.config),
+        "BENCH_WORKERS": str(ws.workers),
+        "BENTOML_HOME": str(ws.out / "bentoml"),  # its model store and config, not ~/bentoml
         **stack.env,
     }
 
@@ -57,7 +59,7 @@ def serve(stack: Stack, ws: Workspace) -> Iterator[Running]:
     start = time.perf_counter()
     # Its own session, so stopping it reaches every worker it forked and nothing else.
     proc = subprocess.Popen(
-        stack.command(ws, stack.port),
+        stack.command(ws, ws.bin_of(stack), stack.port),
         env=server_env(ws, stack),
         cwd=ws.out,
         stdout=log,
@@ -67,9 +69,11 @@ def serve(stack: Stack, ws: Workspace) -> Iterator[Running]:
     try:
         answer = _first_prediction(proc, stack, body, start)
         cold_start = time.perf_counter() - start
-        got = _output_value(answer)
+        got = stack.answer(answer)
         if abs(got - ws.artifact.expected) > 1e-9:
-            raise RuntimeError(f"{stack.name} answered {got}, expected {ws.artifact.expected}")
+            raise RuntimeError(
+                f"{stack.name} answered {got}, expected {ws.artifact.expected}: {answer}"
+            )
         url = f"http://127.0.0.1:{stack.port}{stack.path}"
         yield Running(stack=stack, proc=proc, url=url, body=body, cold_start_s=cold_start)
     finally:
@@ -98,14 +102,6 @@ def _first_prediction(
             conn.close()
         time.sleep(POLL_INTERVAL_S)
     raise RuntimeError(f"{stack.name} gave no successful prediction in {START_TIMEOUT_S:g} s")
-
-
-def _output_value(answer: Any) -> float:
-    """The one probability in a stack's answer, whatever nesting it uses for a single row."""
-    value = answer["output"] if isinstance(answer, dict) else answer
-    while isinstance(value, list):
-        value = value[0]
-    return float(value)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

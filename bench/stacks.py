@@ -1,9 +1,11 @@
 """The stacks under test: one small description each (how to start it, its port, its body).
 
-To add a stack (FastAPI + uvicorn, MLServer, BentoML ...), write its app under bench/apps/ if it
-needs one and append a `Stack` to STACKS. `role` tells the report what to compare it with:
-"runtime" is judged against the targets, "baseline" is the stack to beat by 2x, the fastest
-"floor" is the leanest possible server, and "variant" is measured and listed but not judged.
+To add a stack, write its app under bench/apps/ if it needs one and append a `Stack` to STACKS;
+a stack with heavy or conflicting dependencies names a `venv`, built from bench/peers/NAME.txt.
+`role` tells the report what it is: "runtime" is judged against the targets, "baseline" is the
+platform the runtime replaces, "peer" another way to serve the model, the fastest "floor" the
+leanest possible server, and "variant" is measured and listed but not judged. `rps_target` says
+how many times this stack's throughput the runtime must answer at a concurrency.
 """
 
 from __future__ import annotations
@@ -12,24 +14,28 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from bench.model import Artifact
 
-Role = Literal["runtime", "baseline", "floor", "variant"]
+Role = Literal["runtime", "baseline", "peer", "floor", "variant"]
 
 
 @dataclass(frozen=True)
 class Workspace:
     root: Path  # the repository: on every server's PYTHONPATH, so `bench.apps.*` imports
-    bin: Path  # the virtual environment's bin/, where every server's command lives
+    bin: Path  # the main virtual environment's bin/, where most servers' commands live
     out: Path  # scratch: the model, models.yaml, server logs
     artifact: Artifact
     config: Path  # the runtime's models.yaml
     workers: int
+    venvs: Mapping[str, Path] = field(default_factory=dict)  # peer venv name -> its bin/
+
+    def bin_of(self, stack: Stack) -> Path:
+        return self.venvs[stack.venv] if stack.venv else self.bin
 
 
-Command = Callable[[Workspace, int], list[str]]  # (workspace, port) -> argv
+Command = Callable[[Workspace, Path, int], list[str]]  # (workspace, bin dir, port) -> argv
 
 # What `serving-runtime serve` sets before loading models; the variants that serve the runtime's
 # app without that command set it too, so they differ from it only in the server.
@@ -38,6 +44,24 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 
 def infer_body(row: list[float]) -> bytes:
     return json.dumps({"model_id": "bench", "features": row}).encode()
+
+
+def v2_body(row: list[float]) -> bytes:
+    """An Open Inference Protocol (V2) request: one FP64 tensor of shape [1, features]."""
+    tensor = {"name": "features", "shape": [1, len(row)], "datatype": "FP64", "data": row}
+    return json.dumps({"inputs": [tensor]}).encode()
+
+
+def output_value(answer: Any) -> float:
+    """The one probability in an answer of the form {"output": [p]} (or [p], [[p]], p)."""
+    value = answer["output"] if isinstance(answer, dict) else answer
+    while isinstance(value, list):
+        value = value[0]
+    return float(value)
+
+
+def v2_output_value(answer: Any) -> float:
+    return float(answer["outputs"][0]["data"][0])
 
 
 @dataclass(frozen=True)
@@ -49,17 +73,21 @@ class Stack:
     about: str
     path: str = "/infer"
     body: Callable[[list[float]], bytes] = infer_body
+    answer: Callable[[Any], float] = output_value  # the probability in a decoded JSON answer
     env: Mapping[str, str] = field(default_factory=dict)
     default: bool = True  # run without --stacks naming it
+    venv: str | None = None  # a peer venv (bench/peers/NAME.txt) instead of the main one
+    # concurrency -> how many times this stack's rps the runtime must reach there
+    rps_target: Mapping[int, float] = field(default_factory=dict)
 
 
 def serving_runtime(*extra: str, config: str | None = None) -> Command:
     """`serving-runtime serve`, on the workspace's models.yaml or on `config` beside it."""
 
-    def argv(ws: Workspace, port: int) -> list[str]:
+    def argv(ws: Workspace, bin_dir: Path, port: int) -> list[str]:
         models = ws.config if config is None else ws.out / config
         return [
-            str(ws.bin / "serving-runtime"), "serve", "--config", str(models),
+            str(bin_dir / "serving-runtime"), "serve", "--config", str(models),
             "--bind", f"127.0.0.1:{port}", "--workers", str(ws.workers), *extra,
         ]  # fmt: skip
 
@@ -67,9 +95,9 @@ def serving_runtime(*extra: str, config: str | None = None) -> Command:
 
 
 def gunicorn(app: str, *extra: str) -> Command:
-    def argv(ws: Workspace, port: int) -> list[str]:
+    def argv(ws: Workspace, bin_dir: Path, port: int) -> list[str]:
         return [
-            str(ws.bin / "gunicorn"), "--workers", str(ws.workers),
+            str(bin_dir / "gunicorn"), "--workers", str(ws.workers),
             "--bind", f"127.0.0.1:{port}", *extra, app,
         ]  # fmt: skip
 
@@ -77,9 +105,9 @@ def gunicorn(app: str, *extra: str) -> Command:
 
 
 def granian(interface: str, app: str, *extra: str) -> Command:
-    def argv(ws: Workspace, port: int) -> list[str]:
+    def argv(ws: Workspace, bin_dir: Path, port: int) -> list[str]:
         return [
-            str(ws.bin / "granian"), "--interface", interface, "--workers", str(ws.workers),
+            str(bin_dir / "granian"), "--interface", interface, "--workers", str(ws.workers),
             "--host", "127.0.0.1", "--port", str(port), "--http", "1", "--no-ws",
             "--log-level", "warning", *extra, app,
         ]  # fmt: skip
@@ -90,10 +118,53 @@ def granian(interface: str, app: str, *extra: str) -> Command:
 def python_module(module: str) -> Command:
     """A module run as `python -m MODULE PORT WORKERS`."""
 
-    def argv(ws: Workspace, port: int) -> list[str]:
-        return [str(ws.bin / "python"), "-m", module, str(port), str(ws.workers)]
+    def argv(ws: Workspace, bin_dir: Path, port: int) -> list[str]:
+        return [str(bin_dir / "python"), "-m", module, str(port), str(ws.workers)]
 
     return argv
+
+
+def uvicorn(app: str) -> Command:
+    """uvicorn with its own worker processes, as FastAPI's docs deploy it; no access log."""
+
+    def argv(ws: Workspace, bin_dir: Path, port: int) -> list[str]:
+        return [
+            str(bin_dir / "uvicorn"), app, "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(ws.workers), "--no-access-log",
+        ]  # fmt: skip
+
+    return argv
+
+
+def mlserver(ws: Workspace, bin_dir: Path, port: int) -> list[str]:
+    """`mlserver start` on a model repository written here: server and model settings files."""
+    repo = ws.out / "mlserver"
+    model = repo / "bench"
+    model.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "host": "127.0.0.1",
+        "http_port": port,
+        "grpc_port": port + 100,
+        "metrics_port": port + 200,
+        "parallel_workers": ws.workers,
+        "debug": False,  # production: no per-request access log
+    }
+    model_settings = {
+        "name": "bench",
+        "implementation": "bench.apps.mlserver_model.BenchRuntime",
+        "parameters": {"uri": str(ws.artifact.path)},
+    }
+    (repo / "settings.json").write_text(json.dumps(settings, indent=2))
+    (model / "model-settings.json").write_text(json.dumps(model_settings, indent=2))
+    return [str(bin_dir / "mlserver"), "start", str(repo)]
+
+
+def bentoml(ws: Workspace, bin_dir: Path, port: int) -> list[str]:
+    # The worker count is the service's own setting (workers=2 in its decorator).
+    return [
+        str(bin_dir / "bentoml"), "serve", "bench.apps.bentoml_service:Bench",
+        "--working-dir", str(ws.root), "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
 
 
 STACKS: tuple[Stack, ...] = (
@@ -180,6 +251,48 @@ STACKS: tuple[Stack, ...] = (
         port=18702,
         command=gunicorn("bench.apps.flask_app:app"),
         about="Flask app, Gunicorn sync workers (the seed platform's stack)",
+        rps_target={8: 2, 32: 2},
+    ),
+    Stack(
+        name="fastapi-uvicorn",
+        role="peer",
+        port=18705,
+        command=uvicorn("bench.apps.fastapi_app:app"),
+        about="FastAPI app (pydantic request and response models, sync `def` route: FastAPI runs"
+        " it in its thread pool), `uvicorn --workers 2` with uvloop and httptools",
+        venv="fastapi",
+        rps_target={1: 1, 8: 1, 32: 1},
+    ),
+    Stack(
+        name="fastapi-uvicorn-async",
+        role="variant",
+        port=18708,
+        command=uvicorn("bench.apps.fastapi_app:app_async"),
+        about="the same FastAPI app with an `async def` route: predict runs on the event loop",
+        venv="fastapi",
+        default=False,
+    ),
+    Stack(
+        name="mlserver",
+        role="peer",
+        port=18706,
+        command=mlserver,
+        about="MLServer, a custom MLModel runtime (model-settings.json), parallel_workers 2"
+        " (one HTTP front process hands requests to 2 inference processes), V2 JSON request",
+        path="/v2/models/bench/infer",
+        body=v2_body,
+        answer=v2_output_value,
+        venv="mlserver",
+        rps_target={32: 4},
+    ),
+    Stack(
+        name="bentoml",
+        role="peer",
+        port=18707,
+        command=bentoml,
+        about="BentoML, a @bentoml.service (workers=2) with a sync @bentoml.api, `bentoml serve`",
+        env={"BENTOML_DO_NOT_TRACK": "true"},
+        venv="bentoml",
     ),
     Stack(
         name="granian-wsgi",
