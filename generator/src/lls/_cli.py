@@ -428,7 +428,7 @@ def _report_upgrade(done: Upgrade, out: _Output) -> None:
     if done.dry_run:
         out.say("Dry run: nothing was written.")
     elif done.conflicts:
-        pass  # _report_conflicts, on stderr whatever the mode
+        return  # _report_conflicts says what to do, on stderr whatever the mode
     elif done.branch:
         out.say(
             f"\nCommitted on the new branch {done.branch} ({(done.commit or '')[:12]}), now "
