@@ -409,10 +409,13 @@ def _report_upgrade(done: Upgrade, out: _Output) -> None:
         typer.echo(done.diff, nl=False)
         typer.echo("")
     verb = "would change" if done.dry_run else "changes"
-    out.say(
-        f"Upgrade {done.path} from template {old.tag} to {new.tag} "
-        f"(serving runtime {old.runtime_version} -> {new.runtime_version}) {verb}:"
-    )
+    if old.version == new.version:
+        out.say(f"New answers for {done.path} at template {new.tag} {verb}:")
+    else:
+        out.say(
+            f"Upgrade {done.path} from template {old.tag} to {new.tag} "
+            f"(serving runtime {old.runtime_version} -> {new.runtime_version}) {verb}:"
+        )
     for label, paths in (
         ("changed", done.changed),
         ("added", done.added),

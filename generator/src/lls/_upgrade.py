@@ -82,7 +82,10 @@ def upgrade(
     package = package or shipped()
     path = path.absolute()
     with steps.step(f"Checking {path} and its recorded answers"):
-        top, recorded, from_release, to_release = _checked_repository(package, path, to)
+        # --data alone, at the current release, changes answers: the same three-way merge.
+        top, recorded, from_release, to_release = _checked_repository(
+            package, path, to, same_release_ok=bool(data)
+        )
         branch = None if stage or dry_run else BRANCH_PREFIX + to_release.tag
         if branch:
             _check_new_branch(top, branch)
@@ -97,6 +100,12 @@ def upgrade(
         for q in questions
         if q.name in answers and q.name not in previous and q.name not in fixed
     )
+    if to_release.version == from_release.version and all(
+        answers.get(k) == v for k, v in previous.items()
+    ):
+        raise UserMessageError(
+            f"already at template {from_release.tag} with these answers; nothing to change"
+        )
 
     work = Path(tempfile.mkdtemp(prefix="lls-upgrade-"))
     try:
@@ -138,7 +147,8 @@ def upgrade(
         )
         if dry_run:
             return result
-        message = _commit_message(package, result)
+        changed_answers = {k: answers[k] for k, v in previous.items() if answers.get(k) != v}
+        message = _commit_message(package, result, changed_answers)
         where = f"as the new branch {branch}" if branch else "staged on the current branch"
         with steps.step(f"Committing, and bringing the result into {top} {where}"):
             git(clone, "commit", "--quiet", "--no-verify", "-m", message)
@@ -149,14 +159,15 @@ def upgrade(
 
 
 def _checked_repository(
-    package: Shipped, path: Path, to: str | None
+    package: Shipped, path: Path, to: str | None, *, same_release_ok: bool = False
 ) -> tuple[Path, dict[str, Any], Release, Release]:
     """The clean repository's top, its recorded answers, their release and the one to go to."""
     top = _repository_top(path)
     recorded = read_answers(path)
     from_release = _recorded_release(package, recorded)
     to_release = package.release(to) if to else package.latest
-    _check_direction(from_release, to_release)
+    if not (same_release_ok and to_release.version == from_release.version):
+        _check_direction(from_release, to_release)
     _check_recorded(_questions(package, from_release), recorded)
     _check_clean(top)
     return top, recorded, from_release, to_release
@@ -203,7 +214,10 @@ def _recorded_release(package: Shipped, recorded: Mapping[str, Any]) -> Release:
 
 def _check_direction(from_release: Release, to_release: Release) -> None:
     if to_release.version == from_release.version:
-        raise UserMessageError(f"already at template {from_release.tag}; nothing to upgrade")
+        raise UserMessageError(
+            f"already at template {from_release.tag}; nothing to upgrade "
+            "(--data KEY=VALUE changes answers at the same release)"
+        )
     if to_release.version < from_release.version:
         raise UserMessageError(
             f"the service is at template {from_release.tag}; going back to {to_release.tag} "
@@ -353,18 +367,23 @@ def _summarize(
     return tuple(added), tuple(changed), tuple(removed), tuple(renamed)
 
 
-def _commit_message(package: Shipped, result: Upgrade) -> str:
+def _commit_message(package: Shipped, result: Upgrade, changed: Mapping[str, Any]) -> str:
     old, new = result.from_release, result.to_release
-    lines = [
-        f"Upgrade to the lls service template {new.tag} (from {old.tag})",
-        "",
-        f"Serving runtime {old.runtime_version} -> {new.runtime_version}.",
-    ]
+    if old.version == new.version:
+        lines = [f"Change answers to the lls service template {new.tag}", ""]
+    else:
+        lines = [
+            f"Upgrade to the lls service template {new.tag} (from {old.tag})",
+            "",
+            f"Serving runtime {old.runtime_version} -> {new.runtime_version}.",
+        ]
     lines += [
         f"{r.tag}: {r.summary}" for r in package.releases if old.version < r.version <= new.version
     ]
     if result.asked:
         lines.append("New answers: " + ", ".join(f"{k}={result.answers[k]}" for k in result.asked))
+    if changed:
+        lines.append("Changed answers: " + ", ".join(f"{k}={v}" for k, v in changed.items()))
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,64 @@
+"""Changing an answer at the release a service is already at: `lls upgrade --data KEY=VALUE`.
+
+The answers shape the chart, the alerts and the dashboard together, so a change goes through the
+same three-way merge as an upgrade and keeps the team's edits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.scaffolder.conftest import Lls
+
+from .conftest import MODEL_EDIT, NEW, PACKAGE, SERVICE, Origin, git, snapshot, upgrade
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def current(offline_lls: Lls, origin: Origin, tmp_path: Path) -> Path:
+    """A clone of the team's service, upgraded to the newest release and merged."""
+    service = origin.clone(tmp_path / SERVICE)
+    assert upgrade(offline_lls, service, "--defaults", "--stage").returncode == 0
+    git(service, "commit", "--quiet", "-m", "Upgrade")
+    return service
+
+
+def answers(service: Path) -> dict[str, object]:
+    loaded: dict[str, object] = yaml.safe_load((service / ".copier-answers.yml").read_text())
+    return loaded
+
+
+def test_an_answer_changes_everything_it_shapes_and_keeps_the_team_edits(
+    offline_lls: Lls, current: Path
+) -> None:
+    assert answers(current)["max_replicas"] != 12
+    done = upgrade(offline_lls, current, "--defaults", "--data", "max_replicas=12")
+    assert done.returncode == 0, done.output
+    assert f"New answers for {current} at template {NEW}" in done.stdout
+    assert git(current, "branch", "--show-current").strip() == f"lls-upgrade/{NEW}"
+    assert answers(current)["max_replicas"] == 12
+    assert answers(current)["_commit"] == NEW
+    values = yaml.safe_load((current / "chart" / "values.yaml").read_text())
+    assert values["autoscaling"]["maxReplicas"] == 12
+    assert MODEL_EDIT in (current / PACKAGE / "model.py").read_text()
+    message = git(current, "log", "-1", "--format=%B")
+    assert message.startswith(f"Change answers to the lls service template {NEW}")
+    assert "max_replicas=12" in message
+    changed = git(current, "diff", "--name-only", "HEAD~1").split()
+    assert ".copier-answers.yml" in changed
+    assert "chart/values.yaml" in changed
+
+
+def test_the_same_answers_at_the_same_release_change_nothing(
+    offline_lls: Lls, current: Path
+) -> None:
+    before = snapshot(current)
+    same = str(answers(current)["max_replicas"])
+    done = upgrade(offline_lls, current, "--defaults", "--data", f"max_replicas={same}")
+    assert done.returncode == 2
+    assert f"already at template {NEW} with these answers; nothing to change" in done.stderr
+    assert snapshot(current) == before
