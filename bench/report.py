@@ -28,6 +28,7 @@ class Measurements:
     cpu_ms: defaultdict[tuple[str, int], list[float]] = field(default_factory=_lists)
     # In-process predict, timed just before each c=1 point of each stack, one per round.
     predict: defaultdict[str, list[PredictTiming]] = field(default_factory=_lists)
+    restarts: list[str] = field(default_factory=list)  # a stack's round redone, and why
 
     def predict_ms(self, stack: str) -> float:
         return statistics.median(p.mean_ms for p in self.predict[stack])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -20,9 +21,9 @@ sys.path.insert(0, str(ROOT))  # run as a script: make `bench.*` importable
 
 from bench import machine, plots, report, venvs  # noqa: E402
 from bench.model import time_predict, train  # noqa: E402
-from bench.server import serve  # noqa: E402
+from bench.server import Running, serve  # noqa: E402
 from bench.stacks import Stack, Workspace, select  # noqa: E402
-from bench.wrk import run_wrk  # noqa: E402
+from bench.wrk import WrkResult, run_wrk  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 PLOTS = ROOT / "docs" / "assets" / "bench"
@@ -80,38 +81,77 @@ def workspace(out: Path, workers: int, stacks: list[Stack]) -> Workspace:
     return Workspace(ROOT, bin_dir, out, artifact, config, workers, peer_bins)
 
 
+class StackDied(RuntimeError):
+    """The server under test went away (or stopped answering) in the middle of its points."""
+
+
 def measure(args: argparse.Namespace, ws: Workspace, stacks: list[Stack]) -> report.Measurements:
     m = report.Measurements(stacks=stacks, connections=args.connections)
     for round_no in range(args.rounds):
         # Alternate the order so no stack always runs first (or right after the heaviest one).
         order = stacks if round_no % 2 == 0 else stacks[::-1]
         for stack in order:
-            with serve(stack, ws) as running:
-                m.cold_starts[stack.name].append(running.cold_start_s)
-                for c in args.connections:
-                    if c == 1:
-                        # The baseline the c=1 latency is compared with, taken right next to it:
-                        # on a shared machine the predict time itself drifts within a run.
-                        m.predict[stack.name].append(time_predict(ws.artifact, calls=1500))
-                    if args.warmup > 0:
-                        run_wrk(running.url, running.body, c, args.warmup)
-                    cpu_before = running.cpu_s()
-                    result = run_wrk(running.url, running.body, c, args.seconds)
-                    cpu_ms = (running.cpu_s() - cpu_before) * 1000 / max(result.requests, 1)
-                    m.points[(stack.name, c)].append(result)
-                    m.cpu_ms[(stack.name, c)].append(cpu_ms)
-                    print(
-                        f"round {round_no + 1} {stack.name:<18} c={c:<3} {result.rps:9,.0f} rps"
-                        f"  p50 {result.p50_ms:6.3f} ms  p99 {result.p99_ms:6.3f} ms"
-                        f"  cpu {cpu_ms:.3f} ms/req  errors {result.errors}",
-                        flush=True,
-                    )
-                m.pss_mib[stack.name].append(running.pss_mib())
+            try:
+                one_round(args, ws, stack, m, round_no)
+            except StackDied as exc:
+                # Another job on a shared machine can take a server down; one restart tells
+                # that apart from a stack that cannot stay up, which fails the run.
+                print(f"{stack.name} died in round {round_no + 1} ({exc}); restarting it once")
+                log = (ws.out / f"{stack.name}.log").read_text(errors="replace")
+                print(f"the end of its log:\n{log[-3000:]}", flush=True)
+                m.restarts.append(f"round {round_no + 1}, `{stack.name}`: {exc}")
+                one_round(args, ws, stack, m, round_no)
     for stack in stacks:
         while len(m.cold_starts[stack.name]) < args.cold_starts:
             with serve(stack, ws) as running:
                 m.cold_starts[stack.name].append(running.cold_start_s)
     return m
+
+
+def one_round(
+    args: argparse.Namespace, ws: Workspace, stack: Stack, m: report.Measurements, round_no: int
+) -> None:
+    """Start STACK, measure every concurrency, stop it; kept in M only if all went through."""
+    points: list[tuple[int, WrkResult, float]] = []
+    predict = None
+    with serve(stack, ws) as running:
+        for c in args.connections:
+            if c == 1:
+                # The baseline the c=1 latency is compared with, taken right next to it:
+                # on a shared machine the predict time itself drifts within a run.
+                predict = time_predict(ws.artifact, calls=1500)
+            if args.warmup > 0:
+                _wrk(running, c, args.warmup)
+            cpu_before = running.cpu_s()
+            result = _wrk(running, c, args.seconds)
+            cpu_ms = (running.cpu_s() - cpu_before) * 1000 / max(result.requests, 1)
+            points.append((c, result, cpu_ms))
+            print(
+                f"round {round_no + 1} {stack.name:<18} c={c:<3} {result.rps:9,.0f} rps"
+                f"  p50 {result.p50_ms:6.3f} ms  p99 {result.p99_ms:6.3f} ms"
+                f"  cpu {cpu_ms:.3f} ms/req  errors {result.errors}",
+                flush=True,
+            )
+        pss = running.pss_mib()
+    m.cold_starts[stack.name].append(running.cold_start_s)
+    if predict is not None:
+        m.predict[stack.name].append(predict)
+    for c, result, cpu_ms in points:
+        m.points[(stack.name, c)].append(result)
+        m.cpu_ms[(stack.name, c)].append(cpu_ms)
+    m.pss_mib[stack.name].append(pss)
+
+
+def _wrk(running: Running, connections: int, seconds: int) -> WrkResult:
+    try:
+        result = run_wrk(running.url, running.body, connections, seconds)
+    except subprocess.CalledProcessError as exc:
+        raise StackDied(f"wrk failed with {exc.returncode}: {exc.stderr.strip()[:200]}") from exc
+    if running.proc.poll() is not None:
+        raise StackDied(f"the server exited with {running.proc.returncode}")
+    if result.errors_socket > result.requests / 100:
+        raise StackDied(f"{result.errors_socket} socket errors for {result.requests} requests")
+    return result
 
 
 def render(args: argparse.Namespace, m: report.Measurements, pngs: list[Path]) -> str:
@@ -128,6 +168,8 @@ def render(args: argparse.Namespace, m: report.Measurements, pngs: list[Path]) -
             f"{name}: {venvs.versions(name)}" for name in peers
         )
         settings += f"; each with {', '.join(venvs.pins())} as in the main venv\n"
+    if m.restarts:
+        settings += "- Rounds redone once after the server died: " + "; ".join(m.restarts) + "\n"
     here = args.results.resolve().parent
     images = "".join(
         f"![{png.stem}]({Path(os.path.relpath(png.resolve(), here)).as_posix()})\n\n"
@@ -150,9 +192,11 @@ def main(argv: list[str]) -> int:
     out = (args.out or Path(tempfile.mkdtemp(prefix="lls-bench-"))).resolve()
     try:
         m = measure(args, workspace(out, args.workers, stacks), stacks)
-    finally:
-        if args.out is None:
-            shutil.rmtree(out, ignore_errors=True)
+    except BaseException:
+        print(f"bench: failed; the servers' logs are kept in {out}", file=sys.stderr)
+        raise
+    if args.out is None:
+        shutil.rmtree(out, ignore_errors=True)
     pngs = plots.draw(m, args.plots) if args.plots else []
     text = render(args, m, pngs)
     args.results.write_text(text)
