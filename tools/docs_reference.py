@@ -12,14 +12,15 @@ Nothing here is written by hand, so none of it can drift from what ships.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import click
 import jinja2
 import mkdocs_gen_files
 import typer.main
@@ -46,22 +47,22 @@ def cell(text: str) -> str:
 # --- command lines -----------------------------------------------------------------------------
 
 
-def click_commands(group: click.Group, ctx: click.Context) -> Iterator[tuple[click.Context, Any]]:
+def subcommands(group: Any, ctx: Any) -> Iterator[tuple[Any, Any]]:
+    """(context, command) for each visible command of a click group (typer vendors click)."""
     for name in group.list_commands(ctx):
         command = group.get_command(ctx, name)
         if command is not None and not command.hidden:
-            yield click.Context(command, info_name=name, parent=ctx), command
+            yield command.make_context(name, [], parent=ctx, resilient_parsing=True), command
 
 
-def click_params(command: click.Command, ctx: click.Context) -> list[str]:
+def param_rows(command: Any, ctx: Any) -> list[str]:
     rows = []
     for param in command.get_params(ctx):
-        if isinstance(param, click.Option) and param.hidden:
+        if getattr(param, "hidden", False):
             continue
         record = param.get_help_record(ctx)
         if record is None:  # an argument: click gives it no help record
-            help_text = getattr(param, "help", None) or ""
-            record = (param.human_readable_name, help_text)
+            record = (param.human_readable_name, getattr(param, "help", None) or "")
         name, help_text = record
         rows.append(f"| `{cell(name)}` | {cell(help_text)} |")
     return rows
@@ -69,14 +70,15 @@ def click_params(command: click.Command, ctx: click.Context) -> list[str]:
 
 def lls_reference() -> list[str]:
     group = typer.main.get_command(lls_app)
-    assert isinstance(group, click.Group)
-    root = click.Context(group, info_name="lls")
+    root = group.make_context("lls", [], resilient_parsing=True)
     lines = ["## lls", "", group.help or "", "", "```text", group.get_usage(root), "```", ""]
-    lines += ["| option | meaning |", "|---|---|", *click_params(group, root), ""]
-    for ctx, command in click_commands(group, root):
-        lines += [f"### lls {ctx.info_name}", "", textwrap.dedent(command.help or ""), ""]
+    lines += ["| option | meaning |", "|---|---|", *param_rows(group, root), ""]
+    for ctx, command in subcommands(group, root):
+        # The help text as --help prints it: its examples are shown, not run, here.
+        lines += [f"### lls {ctx.info_name}", "", "```text", textwrap.dedent(command.help or "")]
+        lines += ["```", ""]
         lines += ["```text", command.get_usage(ctx), "```", ""]
-        lines += ["| argument or option | meaning |", "|---|---|", *click_params(command, ctx)]
+        lines += ["| argument or option | meaning |", "|---|---|", *param_rows(command, ctx)]
         lines.append("")
     return lines
 
@@ -105,7 +107,8 @@ def runtime_reference() -> list[str]:
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     helps = {choice.dest: choice.help for choice in subparsers._choices_actions}
     for name, sub in subparsers.choices.items():
-        lines += [f"### serving-runtime {name}", "", (helps.get(name) or "").capitalize() + ".", ""]
+        text = helps.get(name) or ""
+        lines += [f"### serving-runtime {name}", "", text[:1].upper() + text[1:] + ".", ""]
         lines += ["```text", sub.format_usage().strip(), "```", ""]
         rows = argparse_rows(sub)
         lines += ["| argument or option | meaning |", "|---|---|", *rows, ""]
@@ -129,6 +132,7 @@ EXAMPLE_MODEL = '''
 class Example:
     """Answers the sum of each row."""
 
+    feature_names = ["a", "b"]
     test_data = [{"features": [1.0, 2.0], "expected": [3.0]}]
 
     def load(self, file):
@@ -137,6 +141,19 @@ class Example:
     def predict(self, rows):
         return [sum(row) for row in rows]
 '''
+
+
+@contextlib.contextmanager
+def stdout_to_devnull() -> Iterator[None]:
+    saved = os.dup(1)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)
 
 
 def openapi_document() -> dict[str, Any]:
@@ -150,11 +167,19 @@ def openapi_document() -> dict[str, Any]:
 
         sys.path.insert(0, folder)
         try:
-            app = create_app(root / "models.yaml", state_dir=root / "state")
+            with stdout_to_devnull():  # its log lines, written to fd 1: not for the build's output
+                app = create_app(root / "models.yaml", state_dir=root)
             return document(app)
         finally:
             sys.path.remove(folder)
             sys.modules.pop("docs_example_model", None)
+
+
+def summary(method: str, path: str, operation: dict[str, Any]) -> str:
+    """The handler's summary without the "METHOD /path:" it starts with."""
+    text = str(operation["summary"])
+    first, colon, rest = text.partition(": ")
+    return rest if colon and first.startswith(method.upper() + " ") else text
 
 
 def schema_text(schema: dict[str, Any]) -> str:
@@ -176,14 +201,14 @@ def http_page(spec: dict[str, Any]) -> str:
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
             anchor = operation["operationId"].replace("_", "-")
-            lines.append(
-                f"| [`{method.upper()} {path}`](#{anchor}) | {cell(operation['summary'])} |"
-            )
+            what = cell(summary(method, path, operation))
+            lines.append(f"| [`{method.upper()} {path}`](#{anchor}) | {what} |")
     lines.append("")
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
             anchor = operation["operationId"].replace("_", "-")
-            lines += [f"## `{method.upper()} {path}` {{#{anchor}}}", "", operation["summary"], ""]
+            lines += [f"## `{method.upper()} {path}` {{#{anchor}}}", ""]
+            lines += [summary(method, path, operation), ""]
             for parameter in operation.get("parameters", []):
                 lines.append(f"- path parameter `{parameter['name']}`")
             body = operation.get("requestBody")

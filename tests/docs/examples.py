@@ -2,7 +2,8 @@
 
 Each fenced block says what it is by its language:
 
-- `console`: `$ ` lines are commands (a trailing backslash continues one), run in order in one
+- `console`: `$ ` lines are commands (a trailing backslash or a here-document continues one),
+  run in order in one
   bash session per page; the other lines are output that must appear, in order, among what
   the command printed. `...` stands for any text, or (alone on a line) any lines. A command
   must exit 0, unless its output ends with `[exit N]`.
@@ -26,6 +27,7 @@ from pathlib import Path
 
 FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,})(?P<info>.*)$")
 TITLE = re.compile(r'title="(?P<title>[^"]+)"')
+HEREDOC = re.compile(r"<<-?\s*['\"]?(?P<word>\w+)['\"]?")
 EXIT = re.compile(r"^\[exit (?P<status>\d+)\]$")
 LANGUAGES = {"console", "python", "yaml", "json", "text"}
 
@@ -88,13 +90,19 @@ def commands(block: Block) -> list[Command]:
     """The commands of a console block, each with the output shown after it."""
     found: list[Command] = []
     continued = False
+    heredoc: str | None = None  # the word that ends the here-document being read
     for line in block.text.splitlines():
-        if continued:
+        if heredoc is not None:
+            found[-1].text += "\n" + line
+            heredoc = None if line == heredoc else heredoc
+        elif continued:
             found[-1].text += "\n" + line
             continued = line.endswith("\\")
         elif line.startswith("$ "):
             found.append(Command(line[2:]))
             continued = line.endswith("\\")
+            opened = HEREDOC.search(line)
+            heredoc = opened["word"] if opened else None
         elif found:
             found[-1].expected.append(line)
         elif line.strip():
