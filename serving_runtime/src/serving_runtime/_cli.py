@@ -72,6 +72,14 @@ def _parser() -> argparse.ArgumentParser:
         help="the prefork HTTP server [$SERVING_RUNTIME_SERVER, gunicorn]",
     )
     serve.add_argument(
+        "--worker",
+        choices=["fast", "threads"],
+        default=_env("WORKER", "threads"),
+        help="Gunicorn's worker: fast (one event loop per process, the C HTTP parser, "
+        "predicts one at a time) or threads (--threads per process: for predicts that wait "
+        "on I/O) [$SERVING_RUNTIME_WORKER, threads]",
+    )
+    serve.add_argument(
         "--log-features",
         action="store_true",
         default=_flag(_env("LOG_FEATURES", "")),
@@ -209,7 +217,7 @@ def _serve(args: argparse.Namespace) -> int:
     http = HttpSettings(
         args.max_body_bytes, args.log_features, args.admin_token, float(args.body_timeout)
     )
-    serve(config.resolve(), server, http)
+    serve(config.resolve(), server, http, args.worker)
     return 0
 
 

@@ -73,8 +73,29 @@ def _child_exit(server: Any, worker: Any) -> None:
     forget_worker(worker.pid)
 
 
-def serve(config_path: Path, server: ServerSettings, http: HttpSettings) -> None:
-    """Load the models, then serve them until SIGTERM (in-flight requests finish first)."""
+WORKERS = ("fast", "threads")  # `serve --worker`: the Gunicorn worker class
+DEFAULT_WORKER = "threads"
+
+
+def _worker_class(worker: str) -> type:
+    if worker == "fast":
+        from ._fastworker import FastWorker
+
+        return FastWorker
+    if worker == "threads":
+        return GracefulThreadWorker
+    raise ServingRuntimeError(f"unknown worker {worker!r}: choose one of {', '.join(WORKERS)}")
+
+
+def serve(
+    config_path: Path, server: ServerSettings, http: HttpSettings, worker: str = DEFAULT_WORKER
+) -> None:
+    """Load the models, then serve them until SIGTERM (in-flight requests finish first).
+
+    `worker` is Gunicorn's worker: "fast" (one event loop per process, predicts one at a time)
+    or "threads" (`server.threads` threads per process).
+    """
+    worker_class = _worker_class(worker)
     state_dir = Path(tempfile.mkdtemp(prefix="lls-serving-"))
     metrics_dir = state_dir / "metrics"
     metrics_dir.mkdir()
@@ -95,7 +116,7 @@ def serve(config_path: Path, server: ServerSettings, http: HttpSettings) -> None
     options = {
         "bind": list(server.bind),
         "workers": server.workers,
-        "worker_class": GracefulThreadWorker,
+        "worker_class": worker_class,
         "threads": server.threads,
         "timeout": server.timeout,
         "graceful_timeout": server.graceful_timeout,
