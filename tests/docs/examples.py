@@ -175,7 +175,7 @@ class Shell:
         before, _, after = text.rpartition(marker)
         status, _, cwd = after.strip().partition(" ")
         self.cwd = Path(cwd)
-        return int(status), before.removesuffix("\n")
+        return int(status), before.rstrip("\n")
 
     def close(self) -> None:
         """End the session and everything started from it."""
@@ -185,9 +185,12 @@ class Shell:
             except ProcessLookupError:
                 break
             deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and _group_alive(self.process.pid):
+            # Reap bash itself as it ends: a zombie still counts as a member of its group.
+            while self.process.poll() is None or _group_alive(self.process.pid):
+                if time.monotonic() > deadline:
+                    break
                 time.sleep(0.1)
-            if not _group_alive(self.process.pid):
+            else:
                 break
         self.process.wait(timeout=5)
         for stream in (self.process.stdin, self.process.stdout):
