@@ -1,0 +1,309 @@
+"""`serve --worker fast` as raw HTTP clients see it: pipelining, chunked bodies, 100-continue,
+HTTP/1.0, header limits, and the master's guarantees (--timeout, --max-requests, SIGTERM)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+import pytest
+
+from serving_runtime.testing import free_port
+
+from .conftest import Server, build_service, linear, running
+
+FAST = ("--worker", "fast")
+
+
+@pytest.fixture(scope="module")
+def fast(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    config = build_service(tmp_path_factory.mktemp("fast"))
+    with running(config, *FAST, "--body-timeout", "1", workers=2) as server:
+        yield server
+
+
+@contextmanager
+def connect(server: Server) -> Iterator[tuple[socket.socket, BinaryIO]]:
+    host, port = server.url.removeprefix("http://").split(":")
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as sock,
+        sock.makefile("rb") as answers,
+    ):
+        yield sock, answers
+
+
+def infer(features: Any, *headers: str, version: str = "1.1") -> bytes:
+    body = json.dumps({"model_id": "linear", "features": features}).encode()
+    head = [f"POST /infer HTTP/{version}", "Host: x", "Content-Type: application/json"]
+    head += [f"Content-Length: {len(body)}", *headers]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def read_answer(answers: BinaryIO) -> tuple[int, dict[str, str], bytes]:
+    """One answer off the connection: status, headers (lower-case names), body."""
+    status_line = answers.readline()
+    assert status_line, "the server closed the connection without an answer"
+    status = int(status_line.split()[1])
+    headers = {}
+    while (line := answers.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = answers.read(int(headers.get("content-length", 0)))
+    return status, headers, body
+
+
+def closed(sock: socket.socket, answers: BinaryIO) -> bool:
+    sock.settimeout(5)
+    try:
+        return answers.read(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_pipelined_requests_are_answered_in_order(fast: Server) -> None:
+    with connect(fast) as (sock, answers):
+        requests = [infer([i, 1]) for i in range(5)]
+        requests.insert(2, b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"".join(requests))  # in one write: the server reads them at once
+        outputs = [json.loads(read_answer(answers)[2]) for _ in requests]
+    assert outputs[2] == {"status": "alive"}
+    del outputs[2]
+    assert [o["output"] for o in outputs] == [[linear("v1", i, 1)] for i in range(5)]
+
+
+def test_a_chunked_body_sent_in_pieces_is_read_whole(fast: Server) -> None:
+    body = json.dumps({"model_id": "linear", "features": {"a": 4, "b": 2}}).encode()
+    pieces = [body[:7], body[7:20], body[20:]]
+    with connect(fast) as (sock, answers):
+        sock.sendall(
+            b"POST /infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        for piece in pieces:
+            time.sleep(0.05)
+            sock.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+        sock.sendall(b"0\r\n\r\n")
+        status, _, answer = read_answer(answers)
+    assert status == 200
+    assert json.loads(answer)["output"] == [linear("v1", 4, 2)]
+
+
+def test_expect_100_continue_is_answered_before_the_body(fast: Server) -> None:
+    request = infer([1, 2], "Expect: 100-continue")
+    head, _, body = request.partition(b"\r\n\r\n")
+    with connect(fast) as (sock, answers):
+        sock.sendall(head + b"\r\n\r\n")
+        assert answers.readline() == b"HTTP/1.1 100 Continue\r\n"
+        assert answers.readline() == b"\r\n"
+        sock.sendall(body)
+        status, _, answer = read_answer(answers)
+    assert (status, json.loads(answer)["output"]) == (200, [5.0])
+
+
+def test_a_body_over_the_limit_gets_413_without_100_continue(fast: Server) -> None:
+    with connect(fast) as (sock, answers):
+        sock.sendall(
+            b"POST /infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 5000000\r\nExpect: 100-continue\r\n\r\n"
+        )
+        status, headers, answer = read_answer(answers)
+    assert status == 413
+    assert json.loads(answer)["error"]["request_id"] == headers["x-request-id"]
+
+
+def test_http_1_0_closes_unless_asked_to_keep_alive(fast: Server) -> None:
+    with connect(fast) as (sock, answers):
+        sock.sendall(infer([1, 2], version="1.0"))
+        status, headers, _ = read_answer(answers)
+        assert status == 200
+        assert headers["connection"].lower() == "close"
+        assert closed(sock, answers)
+    with connect(fast) as (sock, answers):
+        for i in range(2):
+            sock.sendall(infer([i, 0], "Connection: keep-alive", version="1.0"))
+            status, headers, answer = read_answer(answers)
+            assert headers["connection"].lower() == "keep-alive"
+            assert json.loads(answer)["output"] == [linear("v1", i, 0)]
+
+
+def test_connection_close_is_honoured(fast: Server) -> None:
+    with connect(fast) as (sock, answers):
+        sock.sendall(infer([1, 2], "Connection: close") + infer([3, 4]))
+        status, headers, _ = read_answer(answers)
+        assert (status, headers["connection"]) == (200, "close")
+        assert closed(sock, answers)  # the request after it is not answered
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n", 431),
+        (
+            b"GET /livez HTTP/1.1\r\nHost: x\r\n"
+            + b"".join(b"X-H%d: 1\r\n" % i for i in range(150))
+            + b"\r\n",
+            431,
+        ),
+        (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"NOT HTTP AT ALL\r\n\r\n", 400),
+        (b"POST /infer HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc", 400),
+    ],
+)
+def test_bad_or_oversized_requests_are_refused_and_closed(
+    fast: Server, request_bytes: bytes, status: int
+) -> None:
+    with connect(fast) as (sock, answers):
+        sock.sendall(request_bytes)
+        answered, headers, body = read_answer(answers)
+        assert answered == status
+        assert headers["connection"] == "close"
+        assert json.loads(body)["error"]["status"] == status
+        assert closed(sock, answers)
+    assert fast.post("/infer", {"model_id": "linear", "features": [1, 2]}).status_code == 200
+
+
+def test_slow_headers_get_408_and_starve_no_one(fast: Server) -> None:
+    slow = []
+    for _ in range(20):
+        host, port = fast.url.removeprefix("http://").split(":")
+        sock = socket.create_connection((host, int(port)))
+        sock.sendall(b"POST /infer HTTP/1.1\r\nHost: x\r\nContent-Ty")
+        slow.append(sock)
+    started = time.monotonic()
+    for i in range(10):
+        answer = fast.post("/infer", {"model_id": "linear", "features": [i, 0]})
+        assert answer.json()["output"] == [linear("v1", i, 0)]
+    assert time.monotonic() - started < 1  # while the slow clients still hold their connections
+    for sock in slow:
+        sock.settimeout(5)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 408")  # --body-timeout 1 bounds headers too
+        assert time.monotonic() - started < 4
+        sock.close()
+
+
+def test_a_trickled_body_gets_408_from_the_app_with_a_request_id(fast: Server) -> None:
+    with connect(fast) as (sock, answers):
+        sock.sendall(
+            b"POST /infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\nX-Request-Id: trickle-1\r\n\r\n{"model_id"'
+        )
+        status, headers, body = read_answer(answers)
+        assert status == 408
+        assert headers["x-request-id"] == "trickle-1"
+        assert json.loads(body)["error"]["code"] == "request_timeout"
+        assert closed(sock, answers)
+    time.sleep(0.1)
+    logged = [r for r in fast.log_lines() if r.get("request_id") == "trickle-1"]
+    assert [r["status"] for r in logged] == [408]
+
+
+def test_a_predict_that_hangs_past_timeout_gets_its_worker_replaced(fresh_service: Path) -> None:
+    with running(fresh_service, *FAST, "--timeout", "2", workers=1) as server:
+        started = time.monotonic()
+        with pytest.raises(httpx.HTTPError):
+            server.post("/infer", {"model_id": "echo", "features": {"sleep": 30}})
+        assert time.monotonic() - started < 15
+        deadline = time.monotonic() + 15
+        while True:  # the master forks a new worker, which answers
+            try:
+                answer = server.post("/infer", {"model_id": "echo", "features": "back"})
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert answer.json()["output"] == "back"
+        messages = [r.get("message", "") for r in server.log_lines()]
+        assert any("WORKER TIMEOUT" in m for m in messages), messages
+
+
+def test_max_requests_restarts_the_worker_and_fails_no_request(fresh_service: Path) -> None:
+    with running(fresh_service, *FAST, "--max-requests", "5", workers=1) as server:
+        with httpx.Client(timeout=30) as client:  # keep-alive: the worker closes, it reconnects
+            for i in range(22):
+                answer = client.post(
+                    server.url + "/infer", json={"model_id": "linear", "features": [i, 0]}
+                )
+                assert answer.json()["output"] == [linear("v1", i, 0)]
+        booted = [r for r in server.log_lines() if "Booting worker" in r.get("message", "")]
+        assert len(booted) >= 4
+
+
+def test_sigterm_answers_what_was_received_then_exits(tmp_path: Path) -> None:
+    config = build_service(tmp_path / "svc")
+    port = free_port()
+    command = [sys.executable, "-m", "serving_runtime", "serve", "--config", str(config)]
+    command += ["--bind", f"127.0.0.1:{port}", "--workers", "1", *FAST]
+    with (tmp_path / "server.log").open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", tmp_path / "server.log", config)
+    try:
+        _wait(server)
+        with connect(server) as (busy, busy_answers), connect(server) as (idle, idle_answers):
+            idle.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_answer(idle_answers)[0] == 200
+            slow = json.dumps({"model_id": "echo", "features": {"sleep": 1}}).encode()
+            busy.sendall(
+                b"POST /infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(slow), slow) + infer([2, 1])
+            )
+            time.sleep(0.3)  # the first is being predicted, the second waits behind it
+            signalled = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            first, second = read_answer(busy_answers), read_answer(busy_answers)
+            assert (first[0], json.loads(first[2])["output"]) == (200, "slept")
+            assert (second[0], json.loads(second[2])["output"]) == (200, [linear("v1", 2, 1)])
+            assert second[1]["connection"] == "close"
+            assert closed(busy, busy_answers)
+            assert closed(idle, idle_answers)  # idle keep-alive: closed, unanswered
+        assert process.wait(timeout=15) == 0
+        assert time.monotonic() - signalled < 10
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(server.url + "/livez")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_many_clients_at_once_on_one_worker(fresh_service: Path) -> None:
+    with running(fresh_service, *FAST, workers=1) as server:
+        errors: list[str] = []
+
+        def client(n: int) -> None:
+            with httpx.Client(timeout=30) as http:
+                for i in range(30):
+                    a = n * 100 + i
+                    out = http.post(
+                        server.url + "/infer", json={"model_id": "linear", "features": [a, 1]}
+                    ).json()
+                    if out.get("output") != [linear("v1", a, 1)]:
+                        errors.append(f"{a} -> {out}")
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(24)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+
+
+def _wait(server: Server) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(server.url + "/readyz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("server not ready")
