@@ -176,6 +176,14 @@ STACKS: tuple[Stack, ...] = (
         about="serving-runtime serve, its defaults",
     ),
     Stack(
+        name="runtime-fast",
+        role="variant",
+        port=18719,
+        command=serving_runtime("--worker", "fast"),
+        about="serving-runtime serve --worker fast (one event loop per worker, httptools)",
+        default=False,
+    ),
+    Stack(
         name="runtime-shadow",
         role="variant",
         port=18717,
