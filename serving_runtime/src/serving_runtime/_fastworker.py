@@ -15,6 +15,7 @@ blocks its worker: `--worker threads` suits those.
 from __future__ import annotations
 
 import io
+import mmap
 import os
 import selectors
 import socket
@@ -36,6 +37,7 @@ _READ_SIZE = 65536
 _BACKPRESSURE = 1 << 20  # answers not yet taken by the client, past which it is not read
 _STOP_LINGER = 2.0  # idle connections stay open this long once stopping, as Gunicorn's do
 _TICK = 0.2  # how often deadlines are checked
+_YIELD = 0.001  # how long a worker with more connections leaves a new one to the others
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding"})
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 414: "URI Too Long",
@@ -81,7 +83,6 @@ class _Request:
         "deadline",
         "environ",
         "expect_continue",
-        "header_bytes",
         "headers",
         "headers_done",
         "keep_alive",
@@ -95,7 +96,6 @@ class _Request:
         self.environ: dict[str, Any] = {}
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.header_bytes = 0
         self.body = bytearray()
         self.deadline = deadline  # for the headers, then for the body
         self.headers_done = False
@@ -149,7 +149,6 @@ class _Conn:
         request = self.current
         assert request is not None
         cfg = self.worker.cfg
-        request.header_bytes += len(name) + len(value)
         if len(name) + len(value) > cfg.limit_request_field_size:
             raise _Refused(431, f"header {name[:64].decode('latin-1')!r} is too long")
         if len(request.headers) >= cfg.limit_request_fields:
@@ -324,16 +323,55 @@ class _Conn:
         self.sock.close()
 
 
+class _Shares:
+    """How many connections each worker holds, in memory mapped before fork and shared.
+
+    Every worker is woken by a new connection and the first awake takes it; a client that
+    opens its connections at once (a proxy's pool, a load generator) can end up with most on
+    one worker and one core. A worker holding more connections than another leaves the next
+    one to it for a millisecond, then takes it if it is still there.
+    """
+
+    SLOTS = 256  # slot = worker age modulo this: live workers are far fewer
+
+    def __init__(self) -> None:
+        self._memory = mmap.mmap(-1, self.SLOTS * 8)
+        self._slots = memoryview(self._memory).cast("i")  # per slot: count, second written
+
+    def publish(self, slot: int, count: int) -> None:
+        self._slots[2 * slot] = count
+        self._slots[2 * slot + 1] = int(time.monotonic()) or 1
+
+    def withdraw(self, slot: int) -> None:
+        self._slots[2 * slot + 1] = 0
+
+    def least_other(self, slot: int) -> int | None:
+        """The fewest connections a live worker other than `slot` holds (None: no other)."""
+        now = int(time.monotonic())
+        slots = self._slots
+        least = None
+        for index in range(0, 2 * self.SLOTS, 2):
+            written = slots[index + 1]
+            if written and now - written <= 2 and index != 2 * slot:
+                count = slots[index]
+                least = count if least is None or count < least else least
+        return least
+
+
 StartResponse = Callable[..., Callable[[bytes], None]]
 
 
 class FastWorker(Worker):  # type: ignore[misc]
     """Gunicorn worker: one event loop, httptools parsing, the WSGI app called inline."""
 
+    shares = _Shares()  # made on import, in the master: every worker forked shares it
+
     def init_process(self) -> None:
         self.selector = selectors.DefaultSelector()
         self.conns: dict[_Conn, tuple[bool, bool]] = {}  # -> (reading, writing) watched
         self.accepting = True
+        self.resume_accepting_at = 0.0  # after leaving a connection to the other workers
+        self.slot = self.age % _Shares.SLOTS
         self.stopping_at = 0.0
         self._date = ("", 0)
         super().init_process()
@@ -369,29 +407,38 @@ class FastWorker(Worker):  # type: ignore[misc]
             now = time.monotonic()
             if now - notified >= 0.5:
                 self.notify()  # the master's --timeout: a predict stuck longer gets us killed
+                self.shares.publish(self.slot, len(self.conns))
                 notified = now
                 if os.getppid() != self.ppid:
                     self.log.info("Parent changed, shutting down: %s", self)
                     self.alive = False
                     return
-            for key, mask in select(_TICK if self.conns else 1.0):
+            timeout = _TICK if self.conns else 1.0
+            if self.resume_accepting_at:
+                timeout = min(timeout, max(0.0, self.resume_accepting_at - now))
+            for key, mask in select(timeout):
                 target = key.data
                 if isinstance(target, _Conn):
                     target.on_event(mask)
                 elif target is None:
                     self.drain_pipe()
                 else:
-                    self.accept(target)
+                    self.take(target)
             now = time.monotonic()
             if now - ticked >= _TICK:
                 ticked = now
                 for conn in list(self.conns):
                     conn.expire(now)
-            if self.accepting and len(self.conns) >= self.cfg.worker_connections:
+            full = len(self.conns) >= self.cfg.worker_connections
+            if self.resume_accepting_at and now >= self.resume_accepting_at:
+                self.resume_accepting_at = 0.0
+                if self.alive and not full:
+                    self.pause_accepting(False)
+                    for listener in self.sockets:
+                        self.accept(listener)  # what the others left after all
+            elif self.accepting and full:
                 self.pause_accepting(True)
-            elif (
-                not self.accepting and self.alive and len(self.conns) < self.cfg.worker_connections
-            ):
+            elif not (self.accepting or full or self.resume_accepting_at) and self.alive:
                 self.pause_accepting(False)
 
     def drain_pipe(self) -> None:
@@ -400,6 +447,14 @@ class FastWorker(Worker):  # type: ignore[misc]
                 pass
         except OSError:
             pass
+
+    def take(self, listener: socket.socket) -> None:
+        least = self.shares.least_other(self.slot)
+        if least is not None and len(self.conns) > least:
+            self.pause_accepting(True)
+            self.resume_accepting_at = time.monotonic() + _YIELD
+        else:
+            self.accept(listener)
 
     def accept(self, listener: socket.socket) -> bool:
         # One connection per wake-up: the other workers, woken too, take their share.
@@ -416,6 +471,7 @@ class FastWorker(Worker):  # type: ignore[misc]
         conn = _Conn(self, sock, client, listener.getsockname())
         self.conns[conn] = (True, False)
         self.selector.register(sock, selectors.EVENT_READ, conn)
+        self.shares.publish(self.slot, len(self.conns))
         return True
 
     def pause_accepting(self, pause: bool) -> None:
@@ -433,6 +489,7 @@ class FastWorker(Worker):  # type: ignore[misc]
         kernel refuses new connections at once (a proxy retries elsewhere) instead of
         queueing them to be reset unanswered. See GracefulThreadWorker.
         """
+        self.shares.withdraw(self.slot)
         for listener in self.sockets:
             if self.accepting:
                 self.selector.unregister(listener)
@@ -460,6 +517,8 @@ class FastWorker(Worker):  # type: ignore[misc]
         watched = self.conns.pop(conn, None)
         if watched is not None and watched != (False, False):
             self.selector.unregister(conn.sock)
+        if self.alive:
+            self.shares.publish(self.slot, len(self.conns))
 
     def idle_timeout(self, conn: _Conn) -> float:
         keepalive = float(self.cfg.keepalive)
