@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     for name, default, text in (
         ("workers", "2", "worker processes (one per core is usual)"),
-        ("threads", "2", "threads per worker"),
+        ("threads", "2", "threads per worker (--worker threads)"),
         ("timeout", "30", "seconds before a silent worker is restarted"),
         ("graceful-timeout", "30", "seconds in-flight requests get to finish on SIGTERM"),
         ("keepalive", "75", "seconds an idle keep-alive connection is kept"),
@@ -74,10 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--worker",
         choices=["fast", "threads"],
-        default=_env("WORKER", "threads"),
-        help="Gunicorn's worker: fast (one event loop per process, the C HTTP parser, "
-        "predicts one at a time) or threads (--threads per process: for predicts that wait "
-        "on I/O) [$SERVING_RUNTIME_WORKER, threads]",
+        default=_env("WORKER", "fast"),
+        help="Gunicorn's worker: fast (one event loop per process and a C HTTP parser; "
+        "predicts run one at a time per process) or threads (--threads threads per process: "
+        "for predicts that wait on I/O, such as a call to another service) "
+        "[$SERVING_RUNTIME_WORKER, fast]",
     )
     serve.add_argument(
         "--log-features",

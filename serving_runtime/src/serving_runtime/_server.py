@@ -74,7 +74,7 @@ def _child_exit(server: Any, worker: Any) -> None:
 
 
 WORKERS = ("fast", "threads")  # `serve --worker`: the Gunicorn worker class
-DEFAULT_WORKER = "threads"
+DEFAULT_WORKER = "fast"
 
 
 def _worker_class(worker: str) -> type:
