@@ -419,7 +419,11 @@ class FastWorker(Worker):  # type: ignore[misc]
             for key, mask in select(timeout):
                 target = key.data
                 if isinstance(target, _Conn):
-                    target.on_event(mask)
+                    try:
+                        target.on_event(mask)
+                    except Exception:  # a fault of this worker's: lose one connection only
+                        self.log.exception("Error serving a connection")
+                        target.close()
                 elif target is None:
                     self.drain_pipe()
                 else:
