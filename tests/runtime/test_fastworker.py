@@ -307,3 +307,15 @@ def _wait(server: Server) -> None:
             pass
         time.sleep(0.05)
     raise AssertionError("server not ready")
+
+
+def test_the_worker_is_fast_by_default_and_threads_on_request(fresh_service: Path) -> None:
+    def worker_of(server: Server) -> str:
+        lines = [r.get("message", "") for r in server.log_lines()]
+        return next(m.removeprefix("Using worker: ") for m in lines if "Using worker" in m)
+
+    with running(fresh_service, workers=1, env={"SERVING_RUNTIME_WORKER": ""}) as server:
+        assert worker_of(server) == "FastWorker"
+    with running(fresh_service, workers=1, env={"SERVING_RUNTIME_WORKER": "threads"}) as server:
+        assert worker_of(server) == "GracefulThreadWorker"
+        assert server.post("/infer", {"model_id": "linear", "features": [1, 2]}).status_code == 200

@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--worker",
         choices=["fast", "threads"],
-        default=_env("WORKER", "fast"),
+        default=_env("WORKER", "") or "fast",
         help="Gunicorn's worker: fast (one event loop per process and a C HTTP parser; "
         "predicts run one at a time per process) or threads (--threads threads per process: "
         "for predicts that wait on I/O, such as a call to another service) "
