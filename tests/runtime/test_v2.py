@@ -345,33 +345,6 @@ def test_metrics_count_v2_inferences_by_model_version_and_status(tmp_path: Path)
     assert value("lls_request_duration_seconds_count", model_id="linear", version="v2") == 2
 
 
-FRAUD_MODEL = """
-class FraudScore:
-    feature_names = ["amount", "account_age_days", "country_risk"]
-    test_data = [{"features": [10.0, 100, 0.5], "expected": [0.5]}]
-
-    def load(self, file):
-        pass
-
-    def predict(self, rows):
-        return [round(risk, 6) for _, _, risk in rows]
-"""
-
-
-def test_the_documented_client_example_runs(tmp_path: Path) -> None:
-    docs = (Path(__file__).parents[2] / "docs" / "runtime.md").read_text()
-    section = docs.split("## Open Inference Protocol (V2 REST)", 1)[1].split("\n## ", 1)[0]
-    example = section.split("```python\n", 1)[1].split("```", 1)[0]
-    (tmp_path / "fraud.py").write_text(FRAUD_MODEL)
-    config = tmp_path / "models.yaml"
-    models = {"fraud-score": {"class": "fraud:FraudScore", "primary": "v1", "versions": {"v1": {}}}}
-    config.write_text(json.dumps({"models": models}))
-    with running(config, workers=1) as server:
-        namespace: dict[str, Any] = {}
-        exec(example.replace("127.0.0.1:8080", server.url.removeprefix("http://")), namespace)
-    assert namespace["scores"].tolist() == [0.1, 0.9]
-
-
 # The codec on its own: the cases a client cannot easily send.
 
 
