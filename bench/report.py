@@ -95,7 +95,7 @@ class Target:
         sign = ">=" if self.at_least else "<="
         verdict = "met" if self.met else "**missed**"
         return (
-            f"| {self.what} | {self.value:.3g}{self.unit} | {sign} {self.limit:g}{self.unit} "
+            f"| {self.what} | {self.value:.4g}{self.unit} | {sign} {self.limit:g}{self.unit} "
             f"| {verdict} |"
         )
 
