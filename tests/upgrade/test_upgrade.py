@@ -1,5 +1,6 @@
-"""`lls upgrade` v0.1.0 -> v0.2.0 on a service a team has edited: nothing of theirs is lost,
-everything of the template's arrives, and the service still passes its own tests."""
+"""`lls upgrade` v0.1.0 -> v0.3.0 (the newest) on a service a team has edited: nothing of
+theirs is lost, everything of the template's arrives, and the service still passes its own
+tests."""
 
 from __future__ import annotations
 
