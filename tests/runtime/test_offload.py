@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import Server, build_service, linear, running
@@ -217,3 +223,159 @@ def test_a_shadow_loaded_at_run_time_is_compared_then_promoted(tmp_path: Path) -
             for v in httpx.get(server.url + "/models").json()["models"][0]["versions"]
         }
         assert states == {"v1": "loaded", "v2": "loaded", "v3": "serving"}
+
+
+ECHO_RECORDED = {
+    "models": {"echo": {"class": "echo_model:Echo", "primary": "1", "versions": {"1": {}}}},
+    "recording": {"path": "records"},
+}
+
+
+def offload_pids(server: Server) -> list[int]:
+    """The offload processes the server started, oldest first."""
+    return [r["pid"] for r in server.log_lines() if r["event"] == "offload_started"]
+
+
+def parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rpartition(")")[2].split()[1])
+
+
+def alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+def exited(pid: int) -> bool:
+    """Gone, or a zombie that its parent (this test, for a server) has yet to wait for."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@contextmanager
+def clients(server: Server) -> Iterator[list[str]]:
+    """Two clients posting /infer in a loop until the block ends; yields their failures."""
+    failures: list[str] = []
+    answered = [0]
+    done = threading.Event()
+
+    def loop(a: int) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not done.is_set():
+                body = {"model_id": "linear", "features": [a, 1]}
+                try:
+                    answer = client.post(server.url + "/infer", json=body)
+                except httpx.HTTPError as exc:
+                    failures.append(repr(exc))
+                    continue
+                if answer.status_code != 200 or answer.json()["output"] != [linear("v1", a, 1)]:
+                    failures.append(f"{answer.status_code} {answer.text}")
+                answered[0] += 1
+                time.sleep(0.01)
+
+    threads = [threading.Thread(target=loop, args=(a,)) for a in (3, 4)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield failures
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join()
+    assert answered[0] > 50, answered
+
+
+@pytest.mark.parametrize("worker", ["fast", "threads"])
+def test_a_killed_offload_process_is_replaced_and_no_request_fails(
+    tmp_path: Path, worker: str
+) -> None:
+    shadow = {"artifact": "artifacts/v2.json", "shadow": True}
+    config = service(tmp_path, shadow, {"path": "records"})
+    env = {"SERVING_RUNTIME_WORKER": worker}
+    with running(config, workers=2, env=env) as server:
+        (first,) = offload_pids(server)
+        master = parent_of(first)
+        with clients(server) as failures:
+            wait_for(lambda: metric(server, "lls_records_written_total") > 0)
+            os.kill(first, signal.SIGKILL)
+            killed = time.monotonic()
+            wait_for(lambda: len(offload_pids(server)) == 2, timeout=10)
+            restarted = time.monotonic() - killed
+            second = offload_pids(server)[1]
+            # The old process is gone: whatever counts from here on, the new one counted.
+            compared = metric(server, "lls_shadow_comparisons_total")
+            written = metric(server, "lls_records_written_total")
+            wait_for(lambda: metric(server, "lls_shadow_comparisons_total") > compared + 20)
+            wait_for(lambda: metric(server, "lls_records_written_total") > written + 20)
+        assert failures == []
+        assert restarted < 3, restarted
+        assert parent_of(second) == master
+        assert metric(server, "lls_offload_restarts_total") == 1
+        ids = [
+            server.post("/infer", {"model_id": "linear", "features": [1, 0]}).json()["request_id"]
+            for _ in range(3)
+        ]
+        wait_for(
+            lambda: {r["request_id"] for r in records(config, "--kind", "primary")} >= set(ids)
+        )
+        (restart,) = [r for r in server.log_lines() if r["event"] == "offload_restarted"]
+        assert (restart["previous_pid"], restart["pid"], restart["signal"]) == (
+            first,
+            second,
+            "SIGKILL",
+        )
+    # `running` stopped the server with SIGTERM and waited for it: nothing of it is left
+    assert not alive(master)
+    assert not alive(first)
+    assert not alive(second)
+    assert len(offload_pids(server)) == 2
+
+
+@pytest.mark.parametrize("worker", ["fast", "threads"])
+def test_a_stopping_server_does_not_restart_its_offload_process(
+    tmp_path: Path, worker: str
+) -> None:
+    config = build_service(tmp_path, ECHO_RECORDED)
+    env = {"SERVING_RUNTIME_WORKER": worker}
+    with running(config, workers=1, env=env) as server:
+        (offload,) = offload_pids(server)
+        master = parent_of(offload)
+        slow: list[httpx.Response] = []
+        body = {"model_id": "echo", "features": {"sleep": 3}}
+        request = threading.Thread(target=lambda: slow.append(server.post("/infer", body)))
+        request.start()
+        time.sleep(0.5)  # the request is in flight
+        stopping = time.monotonic()
+        os.kill(master, signal.SIGTERM)
+        time.sleep(0.3)
+        os.kill(offload, signal.SIGKILL)  # dies while the worker drains, as under OOM
+        request.join()
+        wait_for(lambda: exited(master), timeout=20)
+        took = time.monotonic() - stopping
+        assert [answer.status_code for answer in slow] == [200]
+        assert took < 8, took
+        assert offload_pids(server) == [offload]
+        assert not [r for r in server.log_lines() if r["event"] == "offload_restarted"]
+        assert not alive(offload)
+
+
+def test_sigterm_stops_the_offload_process_after_the_workers_and_before_the_server_exits(
+    tmp_path: Path,
+) -> None:
+    config = build_service(tmp_path, ECHO_RECORDED)
+    with running(config, workers=1) as server:
+        (offload,) = offload_pids(server)
+        master = parent_of(offload)
+        slow: list[httpx.Response] = []
+        body = {"model_id": "echo", "features": {"sleep": 2}}
+        request = threading.Thread(target=lambda: slow.append(server.post("/infer", body)))
+        request.start()
+        time.sleep(0.5)
+        os.kill(master, signal.SIGTERM)
+        request.join()
+        wait_for(lambda: exited(master), timeout=20)
+        assert not alive(offload)  # stopped and waited for by the server, not left behind
+        assert [answer.status_code for answer in slow] == [200]
+        (answered,) = [r for r in records(config) if r["output"] == "slept"]
+        assert answered["request_id"] == slow[0].json()["request_id"]

@@ -91,6 +91,11 @@ class Metrics:
         self._written = Counter(
             "lls_records_written", "Output records written to the sink.", registry=own
         )
+        self._restarts = Counter(
+            "lls_offload_restarts",
+            "Times the background process for shadows and records died and was forked again.",
+            registry=own,
+        )
 
     def shadow(self, model_id: str, primary: str, shadow: str, outcome: str) -> None:
         """Count one shadow comparison: agree, disagree or error."""
@@ -103,6 +108,10 @@ class Metrics:
     def records_written(self, count: int) -> None:
         """Count records the sink accepted."""
         self._written.inc(count)
+
+    def offload_restarted(self) -> None:
+        """Count one restart of the background process."""
+        self._restarts.inc()
 
     def observe(
         self, model_id: str | None, version: str | None, status: int, seconds: float

@@ -6,6 +6,9 @@ When that process falls behind and the queue is full, jobs are dropped and count
 waited for. The process runs at the lowest CPU priority, so under load it is the shadow that
 waits, not the client. It follows the same plan as the workers, runs every shadow version on
 the primary's inputs, compares the outputs, and writes records to the sink in batches.
+
+The process that forked it keeps it alive (`OffloadSupervisor`): a dead one is forked again,
+from the same loaded models, after a backoff; the workers' threads reconnect by themselves.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +32,7 @@ import orjson
 from ._config import RecordingConfig
 from ._dataplane import DataPlane
 from ._logs import JsonLog
-from ._metrics import Metrics
+from ._metrics import Metrics, forget_worker
 from ._model import ServedModel, close, to_json_value
 from ._recording import RecordSink, make_sink
 from ._registry import ModelEntry
@@ -37,6 +41,11 @@ QUEUE_LIMIT = 10_000  # jobs a worker holds for the background process before dr
 _FRAME = struct.Struct("!I")
 _BATCH = 256
 _FLUSH_SECONDS = 0.5
+_RECONNECT_SECONDS = 0.2  # a worker finding no process retries this much later, dropping meanwhile
+_RESTART_FIRST = 0.5  # seconds before a dead process is forked again; doubles while it keeps dying
+_RESTART_MAX = 30.0
+_RESTART_STEADY = 60.0  # a process that lived this long is restarted after the first delay again
+_STOP_SECONDS = 3.0  # a stopping server waits this long for the last records, then kills
 
 
 class Offload:
@@ -96,6 +105,7 @@ class Offload:
 
     def _ship(self) -> None:
         sock: socket.socket | None = None
+        retry_at = 0.0
         while True:
             self._wake.wait(timeout=1.0)
             self._wake.clear()
@@ -111,27 +121,151 @@ class Offload:
                 frames.append((kind, _FRAME.pack(len(data)) + data))
             if not frames:
                 continue
-            try:
-                if sock is None:
-                    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                    sock.connect(self.socket_path)
-                sock.sendall(b"".join(frame for _, frame in frames))
-            except OSError:
-                for kind, _ in frames:
-                    self._metrics.dropped(kind, "no_process")
-                if sock is not None:
-                    sock.close()
+            if sock is not None and _peer_gone(sock):  # the process died and was replaced
+                sock.close()
                 sock = None
+            if sock is None and time.monotonic() >= retry_at:
+                sock = self._connect()
+                if sock is None:
+                    retry_at = time.monotonic() + _RECONNECT_SECONDS
+            if sock is not None:
+                try:
+                    sock.sendall(b"".join(frame for _, frame in frames))
+                    continue
+                except OSError:
+                    sock.close()
+                    sock = None
+                    retry_at = time.monotonic() + _RECONNECT_SECONDS
+            for kind, _ in frames:
+                self._metrics.dropped(kind, "no_process")
+
+    def _connect(self) -> socket.socket | None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            return None
+        return sock
 
 
-def start_process(dataplane: DataPlane, offload: Offload, metrics: Metrics, log: JsonLog) -> int:
-    """Fork the background process (before the server forks its workers); returns its pid."""
+def _peer_gone(sock: socket.socket) -> bool:
+    # The process never writes back, so a readable connection means it was closed.
+    try:
+        return sock.recv(1, socket.MSG_DONTWAIT | socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+class OffloadSupervisor:
+    """Keeps the background process alive, from the process that forked it.
+
+    The server calls `poll` from its main loop (not from a thread, so forking is as safe as
+    forking a worker): a dead process is reaped, then forked again once its backoff is over.
+    `in_child` runs first in each new process, to let go of what the server holds there.
+    """
+
+    def __init__(
+        self, dataplane: DataPlane, offload: Offload, metrics: Metrics, log: JsonLog
+    ) -> None:
+        self._dataplane = dataplane
+        self._offload = offload
+        self._metrics = metrics
+        self._log = log
+        self.in_child: Callable[[], None] = lambda: None
+        self.pid = 0
+        self.stopping = False
+        self._started = 0.0
+        self._delay = _RESTART_FIRST
+        self._restart_at = 0.0
+        self._death: dict[str, Any] | None = None  # how the last process ended, until replaced
+
+    def start(self) -> None:
+        """Fork the process."""
+        self.pid = start_process(
+            self._dataplane, self._offload, self._metrics, self._log, self.in_child
+        )
+        self._started = time.monotonic()
+
+    def reap(self) -> None:
+        """Notice the process's death (before anything else waits for any child)."""
+        if not self.pid:
+            return
+        status: int | None
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped by another waitpid of the server: status lost
+            pid, status = self.pid, None
+        if not pid:
+            return
+        now = time.monotonic()
+        if now - self._started >= _RESTART_STEADY:
+            self._delay = _RESTART_FIRST
+        self._restart_at = now + self._delay
+        self._delay = min(self._delay * 2, _RESTART_MAX)
+        self._death = {"previous_pid": pid, **_ending(status)}
+        self.pid = 0
+        forget_worker(pid)
+
+    def poll(self) -> None:
+        """Reap a dead process, and fork a new one when its backoff is over."""
+        self.reap()
+        if self.pid or self.stopping or self._death is None:
+            return
+        if time.monotonic() < self._restart_at:
+            return
+        death, self._death = self._death, None
+        self.start()
+        self._metrics.offload_restarted()
+        self._log.event("warning", "offload_restarted", pid=self.pid, **death)
+
+    def stop(self, timeout: float = _STOP_SECONDS) -> None:
+        """Stop for good: SIGTERM (the last records are written), SIGKILL after `timeout`."""
+        self.stopping = True
+        if not self.pid:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.pid and time.monotonic() < deadline:
+            time.sleep(0.02)
+            self.reap()
+        if self.pid:
+            with contextlib.suppress(ProcessLookupError, ChildProcessError):
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            self.pid = 0
+
+
+def _ending(status: int | None) -> dict[str, Any]:
+    if status is not None and os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            return {"signal": signal.Signals(number).name}
+        except ValueError:
+            return {"signal": str(number)}
+    if status is not None and os.WIFEXITED(status):
+        return {"exit_status": os.WEXITSTATUS(status)}
+    return {"exit_status": None}
+
+
+def start_process(
+    dataplane: DataPlane,
+    offload: Offload,
+    metrics: Metrics,
+    log: JsonLog,
+    in_child: Callable[[], None] = lambda: None,
+) -> int:
+    """Fork the background process; returns its pid."""
     parent = os.getpid()
     pid = os.fork()
     if pid:
         return pid
     code = 0
     try:
+        in_child()
         _Worker(dataplane, offload, metrics, log, parent).run()
     except BaseException:
         code = 1

@@ -3,26 +3,78 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 from gunicorn.workers.gthread import ThreadWorker
 
 from ._errors import ServingRuntimeError
 from ._settings import HttpSettings, ServerSettings
+
+if TYPE_CHECKING:
+    from ._offload import OffloadSupervisor
 
 # Inference libraries start one thread per core by default; with one worker per core that
 # oversubscribes the CPU, and an OpenMP pool started before fork can hang the workers.
 _ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+class _Arbiter(Arbiter):  # type: ignore[misc]
+    """Gunicorn's master, also keeping the offload process alive until the server stops."""
+
+    def __init__(self, app: Any, offload: OffloadSupervisor | None) -> None:
+        super().__init__(app)
+        self.offload = offload
+        if offload is not None:
+            offload.in_child = self._in_offload_child
+
+    def reap_workers(self) -> None:
+        if self.offload is not None:  # first: Gunicorn's waitpid(-1) would take its status
+            self.offload.reap()
+        super().reap_workers()
+
+    def manage_workers(self) -> None:
+        super().manage_workers()
+        if self.offload is not None:
+            self.offload.poll()
+
+    def stop(self, graceful: bool = True) -> None:
+        if self.offload is not None:
+            self.offload.stopping = True
+        super().stop(graceful)
+        if self.offload is not None:  # after the workers, so their last jobs are handled
+            self.offload.stop()
+
+    def _in_offload_child(self) -> None:
+        # A process forked from the running master must not keep the listening sockets open (a
+        # stopping worker closes its copy to refuse new connections), nor the workers' files,
+        # nor the master's signal handlers.
+        for listener in self.LISTENERS:
+            listener.close()
+        for worker in self.WORKERS.values():
+            worker.tmp.close()
+        for number in (*self.SIGNALS, signal.SIGCHLD):
+            signal.signal(number, signal.SIG_DFL)
+
+
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    def __init__(self, load: Any, options: dict[str, Any]) -> None:
+    def __init__(
+        self, load: Any, options: dict[str, Any], offload: OffloadSupervisor | None
+    ) -> None:
         self._load = load
         self._options = options
+        self._offload = offload
         super().__init__()
+
+    def run(self) -> None:
+        try:
+            _Arbiter(self, self._offload).run()
+        except RuntimeError as exc:  # as Gunicorn's own `run`: a message, not a traceback
+            raise ServingRuntimeError(str(exc)) from None
 
     def load_config(self) -> None:
         for key, value in self._options.items():
@@ -58,13 +110,16 @@ class GracefulThreadWorker(ThreadWorker):  # type: ignore[misc]
             listener.close()
 
 
-def _start_offload(app: Any) -> None:
+def _start_offload(app: Any) -> OffloadSupervisor | None:
     """The background process for shadows and records, forked while nothing else runs."""
-    from ._offload import start_process
+    from ._offload import OffloadSupervisor
 
     dataplane = app.dataplane
-    if dataplane.offload is not None:
-        start_process(dataplane, dataplane.offload, app.metrics, app.log)
+    if dataplane.offload is None:
+        return None
+    supervisor = OffloadSupervisor(dataplane, dataplane.offload, app.metrics, app.log)
+    supervisor.start()
+    return supervisor
 
 
 def _child_exit(server: Any, worker: Any) -> None:
@@ -109,8 +164,8 @@ def serve(
         return create_app(config_path, http, state_dir)
 
     app = load() if server.preload else None
-    _start_offload(app if app is not None else load())
-    if server.server == "granian":
+    offload = _start_offload(app if app is not None else load())
+    if server.server == "granian":  # granian's own master runs the loop: no restarts there
         _serve_granian(app if app is not None else load(), server)
         return
     options = {
@@ -130,7 +185,7 @@ def serve(
         "accesslog": None,
         "logconfig_dict": _LOGGING,
     }
-    _Gunicorn((lambda: app) if app is not None else load, options).run()
+    _Gunicorn((lambda: app) if app is not None else load, options, offload).run()
 
 
 def _serve_granian(app: Any, server: ServerSettings) -> None:
