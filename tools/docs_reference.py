@@ -24,15 +24,17 @@ from typing import Any
 import jinja2
 import mkdocs_gen_files
 import typer.main
-import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from lls._cli import app as lls_app
+from lls._new import collect_answers
+from lls._questions import load_questions
 from serving_runtime import _cli as runtime_cli
 from serving_runtime._app import create_app
 from serving_runtime._config import ModelConfig, RecordingConfig, ServiceConfig, VersionConfig
 from serving_runtime._openapi import document
+from serving_runtime._version import __version__
 
 ROOT = Path(__file__).resolve().parents[1]
 # The example service every page of the docs follows.
@@ -268,21 +270,9 @@ def configuration_page() -> str:
 
 
 def example_answers() -> dict[str, Any]:
-    """The answers `lls new --defaults` gives the example service, from copier.yml's defaults."""
-    questions = yaml.safe_load((ROOT / "copier.yml").read_text())
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
-    answers: dict[str, Any] = {}
-    for name, question in questions.items():
-        if name.startswith("_"):
-            continue
-        if name in EXAMPLE_ANSWERS:
-            answers[name] = EXAMPLE_ANSWERS[name]
-            continue
-        default = question.get("default") if isinstance(question, dict) else question
-        if isinstance(default, str) and "{{" in default:
-            default = env.from_string(default).render(answers)
-        answers[name] = default
-    return answers
+    """The answers `lls new --defaults` gives the example service: lls's own answer logic."""
+    questions = load_questions((ROOT / "copier.yml").read_text())
+    return collect_answers(questions, EXAMPLE_ANSWERS, {"runtime_version": __version__}, None)
 
 
 def runbook_page() -> str:
