@@ -100,9 +100,8 @@ def upgrade(
         for q in questions
         if q.name in answers and q.name not in previous and q.name not in fixed
     )
-    if to_release.version == from_release.version and all(
-        answers.get(k) == v for k, v in previous.items()
-    ):
+    changed_answers = {k: answers.get(k) for k, v in previous.items() if answers.get(k) != v}
+    if to_release.version == from_release.version and not changed_answers:
         raise UserMessageError(
             f"already at template {from_release.tag} with these answers; nothing to change"
         )
@@ -147,7 +146,6 @@ def upgrade(
         )
         if dry_run:
             return result
-        changed_answers = {k: answers[k] for k, v in previous.items() if answers.get(k) != v}
         message = _commit_message(package, result, changed_answers)
         where = f"as the new branch {branch}" if branch else "staged on the current branch"
         with steps.step(f"Committing, and bringing the result into {top} {where}"):
