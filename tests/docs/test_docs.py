@@ -7,6 +7,7 @@ who follows the docs from the start would.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -46,6 +47,7 @@ def nav_pages(nav: list[Any]) -> Iterator[str]:
 PAGES = list(nav_pages(MKDOCS["nav"]))
 
 
+@functools.cache
 def reference_module() -> ModuleType:
     """tools/docs_reference.py, the generator of the pages the site builds from code."""
     path = ROOT / "tools" / "docs_reference.py"
@@ -179,6 +181,13 @@ def run_block(block: Block, shell: Shell, namespace: dict[str, Any]) -> None:
 KUBECTL = re.compile(r"kubectl (?P<args>[^|;\n]*)")
 
 
+@functools.cache
+def deployments_of(service: Path) -> dict[str, Any]:
+    """The Deployments the service's chart renders, by name: rendered once for every block."""
+    manifests = render_chart(service)
+    return {m["metadata"]["name"]: m for m in manifests if m["kind"] == "Deployment"}
+
+
 def check_cluster_commands(block: Block, service: Path) -> None:
     """The runbook's kubectl commands: valid shell, naming what the chart really deploys.
 
@@ -190,8 +199,7 @@ def check_cluster_commands(block: Block, service: Path) -> None:
     )
     assert done.returncode == 0, f"{block.where}: {done.stderr}"
     answers = yaml.safe_load((service / ".copier-answers.yml").read_text())
-    manifests = render_chart(service)
-    deployments = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "Deployment"}
+    deployments = deployments_of(service)
     for found in KUBECTL.finditer(block.text.replace("\\\n", " ")):
         args = shlex.split(found["args"], comments=True)
         if "-n" in args:
