@@ -28,8 +28,8 @@ from tests.scaffolder.conftest import (
     run,
 )
 
-OLD, NEW = "v0.1.0", "v0.3.0"
-OLD_RUNTIME, NEW_RUNTIME = "0.1.0", "0.3.0"
+OLD, NEW = "v0.1.0", "v0.4.0"
+OLD_RUNTIME, NEW_RUNTIME = "0.1.0", "0.4.0"
 BRANCH = f"lls-upgrade/{NEW}"
 SERVICE = "demo-model"
 PACKAGE = "demo_model"
