@@ -88,13 +88,17 @@ class Renders:
         self._parent = parent
         self._done: dict[str, Path] = {}
 
-    def __call__(self, name: str) -> Path:
+    def __call__(self, name: str, answers: Mapping[str, Any] | None = None) -> Path:
+        """The service of answer set `name`, or of `answers` (the defaults and these) so named."""
         if name not in self._done:
             dest = self._parent / name
             copier.run_copy(
                 str(self._source),
                 dest,
-                data={**ANSWER_SETS[name], "runtime_version": RUNTIME_VERSION},
+                data={
+                    **(ANSWER_SETS[name] if answers is None else answers),
+                    "runtime_version": RUNTIME_VERSION,
+                },
                 defaults=True,
                 unsafe=True,  # the template loads lls.ChecksExtension
                 quiet=True,
