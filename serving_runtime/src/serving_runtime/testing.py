@@ -15,6 +15,7 @@ def test_infer():
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -82,8 +83,8 @@ def serve_in_background(
 ) -> Iterator[str]:
     """Start `serving-runtime serve` on a free port, wait until ready, yield its base URL.
 
-    The server's output goes to `log` (a new temporary file by default), named in the error
-    if the server fails to start.
+    The server's output goes to `log`, or to a temporary file that is removed once the server
+    has stopped, unless it failed to start: then the error names it, and it is kept.
     It is stopped with SIGTERM on exit. `wait_for="/livez"` starts a server that is not ready.
     """
     path = Path(config) if config is not None else find_config()
@@ -91,20 +92,40 @@ def serve_in_background(
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "serving_runtime", "serve", "--config", str(path)]
     command += ["--bind", f"127.0.0.1:{port}", "--workers", str(workers), *args]
+    keep_log = log is not None
     if log is None:
         fd, name = tempfile.mkstemp(prefix="serving-runtime-", suffix=".log")
         os.close(fd)
         log = name
     log_path = Path(log)
     with log_path.open("wb") as output:
+        # Its own session: stopping it reaches whatever it forked, and nothing else.
         process = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
         )
     try:
         _wait_ready(process, url + wait_for, timeout, log_path)
+    except BaseException:
+        _stop_session(process)
+        raise
+    try:
         yield url
     finally:
-        stop(process)
+        _stop_session(process)
+    if not keep_log:
+        log_path.unlink(missing_ok=True)
+
+
+def _stop_session(process: subprocess.Popen[bytes]) -> None:
+    stop(process)
+    # Whatever the server forked and left behind (a worker its model library keeps from
+    # exiting) goes with it rather than outlive the tests.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def stop(process: subprocess.Popen[bytes], grace: float = 30.0) -> None:
