@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
+import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
@@ -31,6 +34,12 @@ class _Arbiter(Arbiter):  # type: ignore[misc]
         self.offload = offload
         if offload is not None:
             offload.in_child = self._in_offload_child
+
+    def spawn_worker(self) -> int:
+        try:
+            return int(super().spawn_worker())
+        except SystemExit as stopped:  # in the worker, once it has stopped serving
+            _leave_worker(stopped.code)
 
     def reap_workers(self) -> None:
         if self.offload is not None:  # first: Gunicorn's waitpid(-1) would take its status
@@ -59,6 +68,23 @@ class _Arbiter(Arbiter):  # type: ignore[misc]
             worker.tmp.close()
         for number in (*self.SIGNALS, signal.SIGCHLD):
             signal.signal(number, signal.SIG_DFL)
+
+
+def _leave_worker(code: object) -> NoReturn:
+    """End a forked worker as multiprocessing ends its forked children: output flushed, then
+    `os._exit`, without the exit handlers that native libraries register with the C runtime.
+
+    Some of those (onnxruntime's) wait on threads that only the process the worker was forked
+    from had: run in the worker, they hang it until the master kills it at the graceful timeout,
+    and forever if the master is gone.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    if code is None:
+        os._exit(0)
+    os._exit(code if isinstance(code, int) else 1)
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
