@@ -272,7 +272,8 @@ def configuration_page() -> str:
 def example_answers() -> dict[str, Any]:
     """The answers `lls new --defaults` gives the example service: lls's own answer logic."""
     questions = load_questions((ROOT / "copier.yml").read_text())
-    return collect_answers(questions, EXAMPLE_ANSWERS, {"runtime_version": __version__}, None)
+    fixed = {"runtime_version": __version__, "runtime_sha256": "0" * 64}  # no wheel to hash here
+    return collect_answers(questions, EXAMPLE_ANSWERS, fixed, None)
 
 
 def runbook_page() -> str:

@@ -27,7 +27,7 @@ import copier
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE = ROOT / "templates" / "service"
 FRAMEWORKS = ("sklearn", "xgboost", "lightgbm", "onnx", "custom")
-ANSWERS = {"team": "demo", "runtime_version": "0.1.0"}
+ANSWERS = {"team": "demo", "runtime_version": "0.1.0", "runtime_sha256": "0" * 64}
 
 
 def conditional(framework: str, name: str) -> str:

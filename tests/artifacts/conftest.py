@@ -7,10 +7,12 @@ Copier has no dirty-repository warning to give. `wheels/` is created as `lls new
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -83,10 +85,11 @@ def free_port() -> int:
 class Renders:
     """Renders each answer set on first use, then hands out the same directory."""
 
-    def __init__(self, source: Path, parent: Path) -> None:
+    def __init__(self, source: Path, parent: Path, runtime_wheel: Path) -> None:
         self._source = source
         self._parent = parent
         self._done: dict[str, Path] = {}
+        self.runtime_wheel = runtime_wheel
 
     def __call__(self, name: str, answers: Mapping[str, Any] | None = None) -> Path:
         """The service of answer set `name`, or of `answers` (the defaults and these) so named."""
@@ -98,22 +101,37 @@ class Renders:
                 data={
                     **(ANSWER_SETS[name] if answers is None else answers),
                     "runtime_version": RUNTIME_VERSION,
+                    "runtime_sha256": hashlib.sha256(self.runtime_wheel.read_bytes()).hexdigest(),
                 },
                 defaults=True,
                 unsafe=True,  # the template loads lls.ChecksExtension
                 quiet=True,
             )
             (dest / "wheels").mkdir(exist_ok=True)  # lls new puts the runtime wheel there
+            shutil.copy2(self.runtime_wheel, dest / "wheels" / self.runtime_wheel.name)
             self._done[name] = dest
         return self._done[name]
 
 
 @pytest.fixture(scope="session")
-def render(tmp_path_factory: pytest.TempPathFactory) -> Renders:
+def runtime_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The runtime as lls ships it in a service's wheels/ (its hash is in requirements.txt)."""
+    wheels = tmp_path_factory.mktemp("wheels")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels,
+         ROOT / "serving_runtime"],
+        check=True,
+    )  # fmt: skip
+    (wheel,) = wheels.glob("lls_serving_runtime-*.whl")
+    return wheel
+
+
+@pytest.fixture(scope="session")
+def render(tmp_path_factory: pytest.TempPathFactory, runtime_wheel: Path) -> Renders:
     source = tmp_path_factory.mktemp("template")
     shutil.copy2(ROOT / "copier.yml", source / "copier.yml")
     shutil.copytree(ROOT / "templates", source / "templates")
-    return Renders(source, tmp_path_factory.mktemp("services"))
+    return Renders(source, tmp_path_factory.mktemp("services"), runtime_wheel)
 
 
 def answers_of(service: Path) -> Mapping[str, Any]:

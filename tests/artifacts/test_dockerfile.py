@@ -12,9 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from .conftest import ROOT, VENV_BIN, Renders
+from .conftest import VENV_BIN, Renders, answers_of
 from .dockerfile import parse
 
 
@@ -45,7 +43,7 @@ def test_image_is_slim_pinned_multistage_and_non_root(service: Path) -> None:
     stages = parse(service / "Dockerfile")
     assert len(stages) >= 2
     for stage in stages:
-        assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", stage.base), stage.base
+        assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?@sha256:[0-9a-f]{64}", stage.base)
     final = stages[-1]
     (user,) = final.all("USER")
     assert re.fullmatch(r"[1-9]\d*:[1-9]\d*", user)  # numeric: runAsNonRoot can check it
@@ -63,16 +61,21 @@ def test_everything_it_copies_is_in_the_repository(service: Path) -> None:
                     assert (service / source).exists(), source
 
 
-@pytest.fixture(scope="session")
-def runtime_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The runtime as lls ships it in a service's wheels/."""
-    wheels = tmp_path_factory.mktemp("wheels")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels,
-         ROOT / "serving_runtime"],
-        check=True,
-    )  # fmt: skip
-    return wheels
+def test_the_locked_dependencies_are_installed_before_the_code_is_copied(service: Path) -> None:
+    """A change to the model's code reuses the layer that installed numpy & co.; that layer
+    takes only hash-checked wheels from the lock."""
+    build, final = parse(service / "Dockerfile")[0], parse(service / "Dockerfile")[-1]
+    (install,) = build.all("RUN")[1:]
+    words = install.split()
+    assert words[:3] == ["/opt/venv/bin/pip", "install", "--require-hashes"]
+    assert "--only-binary :all:" in install
+    assert words[-2:] == ["-r", "requirements.txt"]
+    copied = [sources for sources, _, _ in build.copies()]
+    assert copied == [["requirements.txt"], ["wheels/"]]  # nothing of the service's code
+    package = str(answers_of(service)["service_name"]).replace("-", "_")
+    assert [f"{package}/"] in [sources for sources, _, _ in final.copies()]
+    for stage in parse(service / "Dockerfile"):
+        assert re.fullmatch(r"python:[\w.-]+@sha256:[0-9a-f]{64}", stage.base), stage.base
 
 
 def _copy(service: Path, sources: list[str], dest: str, root: Path) -> None:
@@ -84,9 +87,7 @@ def _copy(service: Path, sources: list[str], dest: str, root: Path) -> None:
             shutil.copy2(service / source, root / dest if not dest.endswith("/") else root)
 
 
-def test_the_build_steps_install_and_run_the_service(
-    render: Renders, runtime_wheel: Path, tmp_path: Path
-) -> None:
+def test_the_build_steps_install_and_run_the_service(render: Renders, tmp_path: Path) -> None:
     """The steps of the Dockerfile, played with a venv and directories instead of layers."""
     service = render("custom")
     stages = parse(service / "Dockerfile")
@@ -97,7 +98,6 @@ def test_the_build_steps_install_and_run_the_service(
     context.mkdir()
     for sources, dest, _ in build.copies():
         _copy(service, sources, dest, context)
-    shutil.copytree(runtime_wheel, context / "wheels", dirs_exist_ok=True)
     opt_venv = tmp_path / "opt-venv"
     for step in build.all("RUN"):
         command = step.replace("python -m venv", f"{sys.executable} -m venv")

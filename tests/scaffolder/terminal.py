@@ -16,11 +16,12 @@ from lls._questions import load_questions
 
 from .conftest import ROOT
 
-# The questions `lls new` asks, in order, when every default is taken (runtime_version is set).
+# The questions `lls new` asks, in order, when every default is taken (lls sets the runtime's
+# version and its wheel's hash).
 QUESTIONS = [
     q.name
     for q in load_questions((ROOT / "copier.yml").read_text())
-    if q.is_asked({}) and q.name != "runtime_version"
+    if q.is_asked({}) and q.name not in {"runtime_version", "runtime_sha256"}
 ]
 CLEAR_LINE = "\x15"  # Ctrl-U: the default is pre-filled; start from an empty line
 INTERRUPTED = "lls: interrupted; nothing was written"

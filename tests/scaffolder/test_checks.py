@@ -14,7 +14,7 @@ from lls._questions import Question, load_questions
 from .conftest import ROOT
 
 QUESTIONS = load_questions((ROOT / "copier.yml").read_text())
-FIXED = {"runtime_version": "0.1.0"}
+FIXED = {"runtime_version": "0.1.0", "runtime_sha256": "0" * 64}
 
 
 @pytest.mark.parametrize(
@@ -112,6 +112,7 @@ def test_prompts_see_the_earlier_answers_and_their_defaults() -> None:
     assert ("service_name", "ml-model") in seen
     assert "framework" not in dict(seen)  # given: not asked
     assert "runtime_version" not in dict(seen)  # lls's own: not asked
+    assert "runtime_sha256" not in dict(seen)
 
 
 def test_a_prompt_answer_is_checked_like_any_other() -> None:

@@ -27,6 +27,7 @@ _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 _REGISTRY_HOST = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:[0-9]{1,5})?", re.IGNORECASE)
 _REGISTRY_PATH = re.compile(r"[a-z0-9]+([._-][a-z0-9]+)*")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 # Packages a generated service imports: a service package of the same name would shadow them.
 _TAKEN_PACKAGES = frozenset(
     {"joblib", "lightgbm", "numpy", "onnxruntime", "serving_runtime", "sklearn", "xgboost"}
@@ -182,6 +183,12 @@ def check_tracing_endpoint(value: str, answers: Mapping[str, Any]) -> None:
         )
 
 
+def check_sha256(value: str, answers: Mapping[str, Any]) -> None:
+    """A SHA-256 digest in hex, as pip's --hash=sha256: takes it."""
+    if not _SHA256.fullmatch(value):
+        raise ValueError(f"{value!r} is not a SHA-256 digest (64 lowercase hex digits)")
+
+
 def check_version(value: str, answers: Mapping[str, Any]) -> None:
     """A PEP 440 version such as 0.1.0."""
     try:
@@ -212,6 +219,7 @@ CHECKS: Mapping[str, Check] = {
     "record_sample": check_share,
     "tracing_endpoint": check_tracing_endpoint,
     "runtime_version": check_version,
+    "runtime_sha256": check_sha256,
 }
 """Question name -> its check. Questions not named here accept any value of their type."""
 

@@ -142,7 +142,7 @@ def new(
     with steps.step(f"Reading the questions of template {release.tag}"):
         copier_yml = read_template_file(package.bundle, release.tag, "copier.yml")
     questions = load_questions(copier_yml)
-    fixed = {"runtime_version": release.runtime_version}
+    fixed = package.fixed_answers(release)
     # Another service's answers file holds values lls sets itself: this lls's win over them.
     from_file = {k: v for k, v in (data_file or {}).items() if k not in fixed}
     given = ChainMap(dict(data or {}), from_file)

@@ -8,6 +8,7 @@ read that URL from the bundle inside this installation (`url.<bundle>.insteadOf`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -72,6 +73,14 @@ class Shipped:
                 return release
         known = ", ".join(release.tag for release in self.releases)
         raise UserMessageError(f"no template version {name!r}; this lls knows {known}")
+
+    def fixed_answers(self, release: Release) -> dict[str, str]:
+        """The answers lls sets itself for `release`: the runtime it pins, and its wheel's hash."""
+        wheel = self.runtime_wheel(release.runtime_version)
+        return {
+            "runtime_version": release.runtime_version,
+            "runtime_sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
+        }
 
     def runtime_wheel(self, version: str) -> Path:
         """The wheel of runtime `version`, which every pinned version has."""

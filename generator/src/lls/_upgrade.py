@@ -92,7 +92,7 @@ def upgrade(
         questions = _questions(package, to_release)
     names = {q.name for q in questions}
     previous = {k: v for k, v in recorded.items() if k in names and not k.startswith("_")}
-    fixed = {"runtime_version": to_release.runtime_version}
+    fixed = package.fixed_answers(to_release)
     given = ChainMap(dict(data or {}), {k: v for k, v in previous.items() if k not in fixed})
     answers = collect_answers(questions, given, fixed, ask)
     asked = tuple(
