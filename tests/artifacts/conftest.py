@@ -47,6 +47,7 @@ ANSWER_SETS: dict[str, dict[str, Any]] = {
         "service_name": "fraud-score",
         "model_id": "fraud",
         "namespace": "ml-serving",
+        "repository_url": "https://git.example.com/pay-ml/fraud-score",
         "cpu_request": "100m",
         "memory_request": "64Mi",
         "min_replicas": 1,

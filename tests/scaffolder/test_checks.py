@@ -60,6 +60,8 @@ def test_limits_compare_by_value_not_by_text() -> None:
         ("team", "payments"),
         ("service_name", "fraud-score"),
         ("owner_email", "payments@example.com"),
+        ("repository_url", "https://github.com/acme/fraud-score"),
+        ("repository_url", "https://github.example.com:8443/Acme-ML/fraud_score.v2"),
         ("registry", "registry.example.com:5000/ml/models"),
         ("registry", "ghcr.io"),
         ("package_index_url", ""),
@@ -83,10 +85,23 @@ def test_defaults_derive_from_earlier_answers() -> None:
     assert answers["model_id"] == "payments-model"
     assert answers["namespace"] == "payments"
     assert answers["owner_email"] == "payments-team@example.com"
+    assert answers["repository_url"] == "https://github.com/example/payments-model"
     assert answers["cpu_limit"] == "2"
     assert answers["max_replicas"] == 15
     assert answers["runtime_version"] == "0.1.0"
     assert "package_name" not in answers  # computed by Copier, never asked
+
+
+@pytest.mark.parametrize(
+    ("email", "url"),
+    [
+        ("ml@acme.com", "https://github.com/acme/fraud-score"),
+        ("ml@corp.acme.io", "https://github.com/acme/fraud-score"),
+    ],
+)
+def test_the_repository_defaults_to_the_mail_domains_organisation(email: str, url: str) -> None:
+    answers = _answers({"service_name": "fraud-score", "owner_email": email})
+    assert answers["repository_url"] == url
 
 
 def test_values_take_the_question_type() -> None:

@@ -52,7 +52,7 @@ def test_a_bad_name_is_explained_corrected_and_a_framework_picked_with_arrows(
     child.send(f"{CLEAR_LINE}fraud-score\r")
     child.expect_exact("model_id:")
     child.send("\r")
-    for name in ("owner_email", "oncall_channel"):
+    for name in ("owner_email", "oncall_channel", "repository_url"):
         child.expect_exact(f"{name}:")
         child.send("\r")
     child.expect_exact("framework:")
@@ -68,6 +68,7 @@ def test_a_bad_name_is_explained_corrected_and_a_framework_picked_with_arrows(
     assert answers["service_name"] == "fraud-score"
     assert answers["framework"] == "lightgbm"
     assert answers["owner_email"] == "payments-team@example.com"
+    assert answers["repository_url"] == "https://github.com/example/fraud-score"
     assert (tmp_path / "svc" / "fraud_score" / "model.py").is_file()
 
 

@@ -254,8 +254,10 @@ def test_only_the_new_questions_are_asked_in_a_terminal(offline_lls: Lls, servic
         timeout=60,
         dimensions=(50, 200),
     )
-    child.expect_exact("spread_across_zones:")
+    child.expect_exact("repository_url:")
     assert "team:" not in (child.before or "")
+    child.send("\r")
+    child.expect_exact("spread_across_zones:")
     child.send("n")
     child.expect_exact("record_outputs:")
     child.send("y")
@@ -270,6 +272,7 @@ def test_only_the_new_questions_are_asked_in_a_terminal(offline_lls: Lls, servic
     out = child.before or ""
     assert child.exitstatus == 0, out
     assert "New question spread_across_zones: False" in out
+    assert "New question repository_url: https://github.com/example/demo-model" in out
     assert "+  zones: false" in out
     assert "+  sample: 0.5" in out  # the recording section of models.yaml
 

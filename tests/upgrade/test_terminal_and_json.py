@@ -83,7 +83,7 @@ def test_ctrl_c_at_a_new_question_leaves_the_repository_as_it_was(
     before = snapshot(service)
     env = {**lls_env(), "TMPDIR": str(scratch)}
     child = spawn(offline_lls.executable, ["upgrade"], service, env)
-    child.expect_exact("spread_across_zones:")
+    child.expect_exact("repository_url:")  # the first question v0.1.0 did not ask
     child.sendintr()
     shown = finish(child)
     assert child.exitstatus == 130, shown
@@ -198,7 +198,7 @@ def test_json_never_asks_even_in_a_terminal(offline_lls: Lls, service: Path, scr
     shown = finish(child)
     assert child.exitstatus == 2, shown
     error, message = shown.split("\n", 1)  # stderr's line first, then the object on stdout
-    assert error.startswith("lls: error: spread_across_zones: not answered, and --json never")
+    assert error.startswith("lls: error: repository_url: not answered, and --json never")
     assert json.loads(message)["error"] == error.removeprefix("lls: error: ").rstrip("\r")
     _assert_untouched(service, before, scratch)
 

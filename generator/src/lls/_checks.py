@@ -28,6 +28,9 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 _REGISTRY_HOST = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:[0-9]{1,5})?", re.IGNORECASE)
 _REGISTRY_PATH = re.compile(r"[a-z0-9]+([._-][a-z0-9]+)*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# GitHub's rules: owners are alphanumeric with single inner hyphens; names also take . and _.
+_REPOSITORY_OWNER = re.compile(r"(?=.{1,39}$)[a-z0-9]+(-[a-z0-9]+)*", re.IGNORECASE)
+_REPOSITORY_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 # Packages a generated service imports: a service package of the same name would shadow them.
 _TAKEN_PACKAGES = frozenset(
     {"joblib", "lightgbm", "numpy", "onnxruntime", "serving_runtime", "sklearn", "xgboost"}
@@ -189,6 +192,31 @@ def check_sha256(value: str, answers: Mapping[str, Any]) -> None:
         raise ValueError(f"{value!r} is not a SHA-256 digest (64 lowercase hex digits)")
 
 
+def check_repository_url(value: str, answers: Mapping[str, Any]) -> None:
+    """The web address of a repository, https://HOST/ORG/NAME: links are built on it."""
+    example = "https://github.com/acme/fraud-score"
+    url = urlsplit(value)
+    parts = url.path.split("/")
+    if (
+        url.scheme not in ("http", "https")
+        or not url.hostname
+        or url.username is not None
+        or any(c.isspace() for c in value)
+    ):
+        raise ValueError(f"{value!r} is not a web address such as {example}")
+    if url.query or url.fragment or len(parts) != 3 or parts[0]:
+        raise ValueError(f"{value!r} must be the repository's page, HOST/ORG/NAME, as {example}")
+    owner, name = parts[1:]
+    if not _REPOSITORY_OWNER.fullmatch(owner):
+        raise ValueError(
+            f"{owner!r} is not an organisation name (letters, digits and single '-', at most 39)"
+        )
+    if name.endswith(".git"):
+        raise ValueError(f"{value!r}: give the web address, without '.git' ({example})")
+    if not _REPOSITORY_NAME.fullmatch(name) or name in {".", ".."}:
+        raise ValueError(f"{name!r} is not a repository name (letters, digits, '.', '-', '_')")
+
+
 def check_version(value: str, answers: Mapping[str, Any]) -> None:
     """A PEP 440 version such as 0.1.0."""
     try:
@@ -203,6 +231,7 @@ CHECKS: Mapping[str, Check] = {
     "model_id": check_model_id,
     "owner_email": check_email,
     "oncall_channel": check_oncall_channel,
+    "repository_url": check_repository_url,
     "cpu_request": check_cpu,
     "cpu_limit": _not_below("cpu_request", check_cpu),
     "memory_request": check_memory,
