@@ -154,7 +154,7 @@ class Served:
 
     path: Path
     envoy_url: str  # the ingress listener, as the Service sees it
-    stats_url: str  # Envoy's stats listener
+    stats_url: str  # the pod's metrics port: the runtime's /metrics, Envoy's stats
     runtime_url: str  # the runtime itself, 127.0.0.1 only
     runtime_log: Path
     envoy_log: Path

@@ -129,6 +129,34 @@ def test_admin_calls_are_refused_through_envoy(served: Served, path: str) -> Non
     assert inside not in {403, 404}
 
 
+def test_latency_buckets_include_the_objective(service: Path) -> None:
+    config = yaml.safe_load(envoy_config(render_chart(service)))
+    (setting,) = config["stats_config"]["histogram_bucket_settings"]
+    assert setting["match"] == {"exact": "vhost.runtime.vcluster.infer.upstream_rq_time"}
+    buckets = setting["buckets"]
+    assert answers_of(service)["latency_slo_p99_ms"] in buckets
+    assert len(buckets) == len(set(buckets))
+    assert max(buckets) >= 60_000  # the longest objective accepted, and beyond
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/metrics/", "//metrics", "/metrics?x=1"])
+def test_metrics_are_not_served_to_clients(served: Served, path: str) -> None:
+    status, _, body = _request(served.envoy_url + path)
+    assert status == 404, body
+    assert json.loads(body)["error"]["code"] == "not_found"
+    assert b"lls_" not in body
+
+
+def test_the_metrics_port_serves_the_runtimes_metrics_and_envoys_stats(served: Served) -> None:
+    status, _, metrics = _request(f"{served.stats_url}/metrics")
+    assert status == 200
+    model = answers_of(served.path)["model_id"]
+    assert f'lls_model_ready{{model_id="{model}"}} 1.0'.encode() in metrics
+    status, _, stats = _request(f"{served.stats_url}/stats/prometheus")
+    assert status == 200
+    assert b'envoy_cluster_upstream_rq_total{envoy_cluster_name="runtime"}' in stats
+
+
 def test_health_endpoints_and_envoy_stats(served: Served) -> None:
     assert _request(f"{served.envoy_url}/readyz")[0] == 200
     assert _request(f"{served.envoy_url}/livez")[0] == 200

@@ -163,7 +163,8 @@ def test_dashboard_shows_what_the_issue_asks_for(service: Path) -> None:
 
 
 def _scrape_after_traffic(served: Served) -> set[str]:
-    """Names in /metrics (through Envoy) after answers, errors and shadow comparisons."""
+    """Names in /metrics (on the pod's metrics port) after answers, errors and shadow
+    comparisons."""
     model = answers_of(served.path)["model_id"]
     test_data = json.loads((served.path / "demo_model" / "test_data.json").read_text())
     # A shadow of the primary, loaded at run time from inside the pod, as an operator would.
@@ -189,7 +190,7 @@ def _scrape_after_traffic(served: Served) -> set[str]:
             urllib.request.urlopen(request, timeout=10).close()
     deadline = time.monotonic() + 10
     while True:
-        with urllib.request.urlopen(f"{served.envoy_url}/metrics", timeout=10) as answer:
+        with urllib.request.urlopen(f"{served.stats_url}/metrics", timeout=10) as answer:
             text = answer.read().decode()
         names = {
             line.split("{")[0].split(" ")[0]
