@@ -22,8 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
-# Debian packages the tests and the benchmark drive for real: promtool and wrk.
-APT_PACKAGES = {"promtool": "prometheus", "wrk": "wrk"}
+# Debian packages the tests and the benchmark drive for real: Prometheus (the server, which
+# evaluates the generated alert rules on real scrapes, and promtool), and wrk.
+APT_PACKAGES = {"prometheus": "prometheus", "promtool": "prometheus", "wrk": "wrk"}
 
 
 def run(*cmd: str | Path, **kwargs: object) -> None:

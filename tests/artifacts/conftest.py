@@ -231,3 +231,11 @@ def served(render: Renders, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             stop(envoy)
     finally:
         stop(runtime)
+
+
+@pytest.fixture(scope="session")
+def observed(render: Renders, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """What a real Prometheus saw of a service's pod through its failures (see observed.py)."""
+    from .observed import observe
+
+    return observe(render, tmp_path_factory.mktemp("observed"))

@@ -1,37 +1,42 @@
 """Alert rules and dashboard: promtool checks and unit-tests the rules (tests shipped in the
-service), the dashboard's queries parse, and every metric either is exported by a running
-generated service, comes from cAdvisor/kube-state-metrics, or is recorded by the rules."""
+service), the dashboard's queries parse, and every series the rules, the dashboard and the
+rules' unit tests read is one a real scrape produced (observed.py), one of the cluster's own
+exporters (exporters.py), or recorded by the rules."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import shutil
 import subprocess
-import time
-import urllib.request
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from .conftest import Served, answers_of
+from .chart import envoy_config, render_chart
+from .conftest import answers_of
+from .exporters import CLUSTER_SERIES, envoy_bound, parse_series
+from .observed import Observed
 from .promql import metric_names
 
 PROMTOOL = shutil.which("promtool") or "promtool"
-# What the cluster's own exporters provide, by the names the rules and dashboard use.
-CLUSTER_METRICS = {
-    "container_cpu_usage_seconds_total",  # cAdvisor (kubelet)
-    "container_memory_working_set_bytes",  # cAdvisor (kubelet)
-    "kube_deployment_status_replicas_available",  # kube-state-metrics
-    "kube_horizontalpodautoscaler_status_desired_replicas",
-    "kube_horizontalpodautoscaler_spec_max_replicas",
-    "kube_pod_container_resource_requests",
-    "kube_pod_container_resource_limits",
-}
 PANEL_TYPES = {"timeseries", "stat", "gauge", "table", "bargauge", "text", "row"}
+ALERTS = {
+    "ErrorBudgetBurnFast", "ErrorBudgetBurnSlow", "LatencyBudgetBurnFast",
+    "LatencyBudgetBurnSlow", "ModelSelfTestFailed", "ModelNotReady", "ShadowDisagreement",
+    "OffloadDropping", "NoReadyPods", "PodCrashLooping", "ContainerOOMKilled",
+    "AutoscalerAtMaximum", "EnvoyOverflow", "EnvoyTimeouts", "MetricsScrapeFailing",
+    "RuntimeMetricsAbsent", "EnvoyStatsAbsent",
+}  # fmt: skip
+# Labels whose values name a fixed part of what is exported (a histogram's bound, Envoy's
+# virtual host): a test fed another value would test a series that never exists.
+FIXED_VALUES = {
+    "le", "envoy_virtual_host", "envoy_virtual_cluster", "envoy_cluster_name",
+    "envoy_response_code_class",
+}  # fmt: skip
 
 
 def _promtool(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -40,15 +45,17 @@ def _promtool(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _files(service: Path) -> Path:
+    return service / "chart" / "files"
+
+
 def _rules(service: Path) -> list[dict[str, Any]]:
-    groups = yaml.safe_load((service / "observability" / "alerts.yaml").read_text())["groups"]
+    groups = yaml.safe_load((_files(service) / "alerts.yaml").read_text())["groups"]
     return [rule for group in groups for rule in group["rules"]]
 
 
 def _dashboard(service: Path) -> dict[str, Any]:
-    dashboard: dict[str, Any] = json.loads(
-        (service / "observability" / "dashboard.json").read_text()
-    )
+    dashboard: dict[str, Any] = json.loads((_files(service) / "dashboard.json").read_text())
     return dashboard
 
 
@@ -56,36 +63,49 @@ def _dashboard_exprs(service: Path) -> list[str]:
     return [t["expr"] for p in _dashboard(service)["panels"] for t in p.get("targets", [])]
 
 
+def _latency_buckets(service: Path) -> set[str]:
+    """The bounds of Envoy's latency histogram as the service's chart configures it."""
+    config = yaml.safe_load(envoy_config(render_chart(service)))
+    (setting,) = config["stats_config"]["histogram_bucket_settings"]
+    return {envoy_bound(b) for b in setting["buckets"]} | {"+Inf"}
+
+
 def test_promtool_checks_the_rules_and_passes_their_unit_tests(service: Path) -> None:
-    observability = service / "observability"
-    checked = _promtool("check", "rules", "alerts.yaml", cwd=observability)
+    checked = _promtool("check", "rules", "alerts.yaml", cwd=_files(service))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    tested = _promtool("test", "rules", "alerts.test.yaml", cwd=observability)
+    tested = _promtool("test", "rules", "alerts.test.yaml", cwd=_files(service))
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
 def test_the_unit_tests_catch_a_broken_threshold(service: Path, tmp_path: Path) -> None:
-    observability = tmp_path / "observability"
-    shutil.copytree(service / "observability", observability)
-    rules = (observability / "alerts.yaml").read_text()
-    (observability / "alerts.yaml").write_text(rules.replace("for: 10m", "for: 1h"))
-    tested = _promtool("test", "rules", "alerts.test.yaml", cwd=observability)
+    files = tmp_path / "files"
+    shutil.copytree(_files(service), files)
+    rules = (files / "alerts.yaml").read_text()
+    (files / "alerts.yaml").write_text(rules.replace("for: 2m", "for: 1h"))
+    tested = _promtool("test", "rules", "alerts.test.yaml", cwd=files)
     assert tested.returncode != 0
-    assert "LatencyObjectiveMissed" in tested.stdout + tested.stderr
+    assert "ErrorBudgetBurnFast" in tested.stdout + tested.stderr
 
 
 def test_alerts_follow_the_objectives_and_link_to_the_runbook(service: Path) -> None:
     answers = answers_of(service)
     alerts = {r["alert"]: r for r in _rules(service) if "alert" in r}
-    assert set(alerts) == {
-        "ErrorBudgetBurnFast", "ErrorBudgetBurnSlow", "LatencyObjectiveMissed",
-        "ModelSelfTestFailed", "ModelNotReady", "NoReadyPods",
-    }  # fmt: skip
+    if answers["max_replicas"] > answers["min_replicas"]:
+        assert set(alerts) == ALERTS
+    else:  # an autoscaler pinned to one size is always at its maximum
+        assert set(alerts) == ALERTS - {"AutoscalerAtMaximum"}
     budget = round((100 - answers["availability_slo"]) / 100, 8)
     fast = [float(x) for x in re.findall(r">= ([0-9.e-]+)", alerts["ErrorBudgetBurnFast"]["expr"])]
     assert fast[0] == pytest.approx(min(14.4 * budget, 1.0))
-    latency = float(alerts["LatencyObjectiveMissed"]["expr"].rsplit(">", 1)[1])
-    assert latency == pytest.approx(answers["latency_slo_p99_ms"] / 1000)
+    slow = [
+        float(x) for x in re.findall(r">= ([0-9.e-]+)", alerts["LatencyBudgetBurnFast"]["expr"])
+    ]
+    assert slow == pytest.approx([0.144, 0.144, 0.06, 0.06])
+    # The latency objective is read at a bound of Envoy's histogram, never interpolated.
+    recorded = {r["record"]: r["expr"] for r in _rules(service) if "record" in r}
+    bounds = set(re.findall(r'le="([^"]+)"', recorded["lls:request_slow:ratio_rate5m"]))
+    assert bounds == {str(answers["latency_slo_p99_ms"]), "+Inf"}
+    assert bounds <= _latency_buckets(service)
     runbook = (service / "docs" / "runbook.md").read_text()
     anchors = {
         re.sub(r"[^a-z0-9 -]", "", heading.lower()).replace(" ", "-")
@@ -97,6 +117,7 @@ def test_alerts_follow_the_objectives_and_link_to_the_runbook(service: Path) -> 
         # Absolute: the link must work from Alertmanager, a chat message or a pager.
         page, _, anchor = alert["annotations"]["runbook_url"].partition("#")
         assert page == f"{answers['repository_url']}/blob/main/docs/runbook.md", name
+        assert anchor == name.lower(), name
         assert anchor in anchors, name
 
 
@@ -157,61 +178,114 @@ def test_dashboard_shows_what_the_issue_asks_for(service: Path) -> None:
         "lls_shadow_comparisons_total", "lls_model_selftest_passed",
         "container_cpu_usage_seconds_total", "container_memory_working_set_bytes",
         "kube_deployment_status_replicas_available",
+        # what the alerts watch: the objectives as Envoy sees them, its refusals and cut-offs,
+        # restarts and OOM kills, the autoscaler, scrapes, offload drops
+        "envoy_vhost_vcluster_upstream_rq_xx", "lls:request_errors:ratio_rate1h",
+        "lls:request_slow:ratio_rate1h", "envoy_cluster_upstream_rq_pending_overflow",
+        "envoy_vhost_vcluster_upstream_rq_timeout", "kube_pod_container_status_restarts_total",
+        "kube_pod_container_status_last_terminated_reason",
+        "kube_horizontalpodautoscaler_status_current_replicas", "up",
+        "lls_offload_dropped_total", "lls_offload_restarts_total",
     } <= used  # fmt: skip
     quantiles = re.findall(r"histogram_quantile\((0\.\d+)", " ".join(_dashboard_exprs(service)))
     assert sorted(set(quantiles)) == ["0.5", "0.95", "0.99"]
 
 
-def _scrape_after_traffic(served: Served) -> set[str]:
-    """Names in /metrics (on the pod's metrics port) after answers, errors and shadow
-    comparisons."""
-    model = answers_of(served.path)["model_id"]
-    test_data = json.loads((served.path / "demo_model" / "test_data.json").read_text())
-    # A shadow of the primary, loaded at run time from inside the pod, as an operator would.
-    load = urllib.request.Request(
-        f"{served.runtime_url}/admin/models/{model}/load",
-        data=json.dumps(
-            {"version": "v1-shadow", "artifact": str(served.path / "artifacts" / "model-v1.json"),
-             "shadow": True}
-        ).encode(),
-        headers={"content-type": "application/json"},
-        method="POST",
-    )  # fmt: skip
-    with urllib.request.urlopen(load, timeout=30) as answer:
-        assert answer.status == 200
-    bodies = [{"model_id": model, "features": test_data[0]["features"]}, {"model_id": "nope"}]
-    for body in bodies * 3:
-        request = urllib.request.Request(
-            f"{served.envoy_url}/infer",
-            data=json.dumps(body).encode(),
-            headers={"content-type": "application/json"},
-        )
-        with contextlib.suppress(urllib.error.HTTPError):
-            urllib.request.urlopen(request, timeout=10).close()
-    deadline = time.monotonic() + 10
-    while True:
-        with urllib.request.urlopen(f"{served.stats_url}/metrics", timeout=10) as answer:
-            text = answer.read().decode()
-        names = {
-            line.split("{")[0].split(" ")[0]
-            for line in text.splitlines()
-            if line and not line.startswith("#")
-        }
-        # shadow comparisons run off the request path: give them a moment
-        if "lls_shadow_comparisons_total" in names or time.monotonic() > deadline:
-            return names
-        time.sleep(0.2)
+def _exported(observed: Observed) -> dict[str, dict[str, set[str]]]:
+    """Name -> label -> values, of every series Prometheus stored from the real scrapes."""
+    found: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for series in observed.series:
+        for label, value in series.items():
+            if label != "__name__":
+                found[series["__name__"]][label].add(value)
+    return found
 
 
-def test_every_metric_of_rules_and_dashboard_is_really_exported(
-    served: Served, render: Any
-) -> None:
-    exported = _scrape_after_traffic(served)
-    service = served.path
+def test_every_metric_of_rules_and_dashboard_is_really_exported(observed: Observed) -> None:
+    service = observed.service
+    exported = _exported(observed)
     recorded = {r["record"] for r in _rules(service) if "record" in r}
     used: set[str] = set()
     for expr in [r["expr"] for r in _rules(service)] + _dashboard_exprs(service):
         used |= metric_names(expr)
-    unknown = sorted(used - exported - CLUSTER_METRICS - recorded)
-    assert unknown == [], f"not exported by the service: {unknown}"
-    assert {n for n in used if n.startswith("lls_")} <= exported
+    unknown = sorted(used - set(exported) - set(CLUSTER_SERIES) - recorded)
+    assert unknown == [], f"no exporter produces {unknown}"
+
+
+def test_envoy_exports_exactly_the_configured_latency_buckets(observed: Observed) -> None:
+    exported = _exported(observed)["envoy_vhost_vcluster_upstream_rq_time_bucket"]["le"]
+    assert exported == _latency_buckets(observed.service)
+    assert "8000" in exported  # the objective of the observed service
+
+
+def _unproduced(
+    test_file: Path, exported: dict[str, dict[str, set[str]]], buckets: set[str], jobs: set[str]
+) -> list[str]:
+    """Each series of a promtool test file that no exporter produces, and why."""
+    tests = yaml.safe_load(test_file.read_text())["tests"]
+    fed = [parse_series(s["series"]) for t in tests for s in t["input_series"]]
+    problems = [] if fed else ["no series at all"]
+    for name, labels in fed:
+        if name in CLUSTER_SERIES:
+            if not set(labels) <= CLUSTER_SERIES[name]:
+                problems.append(f"{name} has no label {set(labels) - CLUSTER_SERIES[name]}")
+            continue
+        if name not in exported:
+            problems.append(f"{name}: neither the runtime nor Envoy exports it")
+            continue
+        if unknown := set(labels) - set(exported[name]):
+            problems.append(f"{name} has no label {sorted(unknown)}")
+        for label in sorted(FIXED_VALUES & set(labels)):
+            allowed = buckets if label == "le" else exported[name][label]
+            if labels[label] not in allowed:
+                problems.append(f'{name}: {label}="{labels[label]}" is not exported')
+        if name == "up" and labels.get("job") not in jobs:
+            problems.append(f"up: job {labels.get('job')!r} is none of the PodMonitors' {jobs}")
+    return problems
+
+
+def _jobs(service: Path) -> set[str]:
+    """Prometheus's job of each target: namespace/name of the chart's PodMonitors."""
+    manifests = render_chart(service, {"monitoring": {"podMonitors": {"enabled": True}}})
+    namespace = answers_of(service)["namespace"]
+    return {f"{namespace}/{m['metadata']['name']}" for m in manifests if m["kind"] == "PodMonitor"}
+
+
+def test_the_rule_tests_feed_only_series_the_exporters_produce(
+    service: Path, observed: Observed
+) -> None:
+    test_file = _files(service) / "alerts.test.yaml"
+    found = _unproduced(test_file, _exported(observed), _latency_buckets(service), _jobs(service))
+    assert found == []
+
+
+def test_the_series_check_catches_what_no_exporter_produces(
+    observed: Observed, tmp_path: Path
+) -> None:
+    service = observed.service
+    tests = yaml.safe_load((_files(service) / "alerts.test.yaml").read_text())
+    pod = 'namespace="ml-risk", pod="loan-score-5d9c7b8f6c-x2x4z"'
+    infer = f'{pod}, envoy_virtual_host="runtime", envoy_virtual_cluster="infer"'
+    tests["tests"].append(
+        {
+            "interval": "1m",
+            "input_series": [
+                # the buckets the tests of template v0.3.0 fed, which the runtime never had
+                {"series": f'envoy_vhost_vcluster_upstream_rq_time_bucket{{{infer}, le="8"}}'},
+                {"series": f'lls_request_latency_seconds_count{{{pod}, model_id="loan"}}'},
+                {"series": f'lls_model_ready{{{pod}, model="loan"}}'},
+                {"series": f'up{{{pod}, job="kubernetes-pods"}}'},
+                {"series": f'kube_pod_container_status_restarts_total{{{pod}, reason="x"}}'},
+            ],
+        }
+    )
+    test_file = tmp_path / "alerts.test.yaml"
+    test_file.write_text(yaml.safe_dump(tests))
+    found = _unproduced(test_file, _exported(observed), _latency_buckets(service), _jobs(service))
+    assert found == [
+        'envoy_vhost_vcluster_upstream_rq_time_bucket: le="8" is not exported',
+        "lls_request_latency_seconds_count: neither the runtime nor Envoy exports it",
+        "lls_model_ready has no label ['model']",
+        f"up: job 'kubernetes-pods' is none of the PodMonitors' {_jobs(service)}",
+        "kube_pod_container_status_restarts_total has no label {'reason'}",
+    ]

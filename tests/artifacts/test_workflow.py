@@ -276,7 +276,7 @@ def test_the_commands_and_paths_of_its_steps_exist(service: Path) -> None:
     promtool = next(s["run"] for s in chart_job if "promtool" in s.get("run", ""))
     rules_file = re.search(r"/rules/(\S+)", promtool)
     assert rules_file
-    assert (service / "observability" / rules_file.group(1)).is_file()
+    assert (service / "chart" / "files" / rules_file.group(1)).is_file()
     image = _steps(service, "image")
     lint = next(s for s in image if str(s.get("uses", "")).startswith("hadolint/"))
     assert (service / lint["with"]["dockerfile"]).is_file()

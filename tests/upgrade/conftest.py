@@ -39,6 +39,7 @@ EXTRA_CANARY = "    [1.5, 0.5, -0.5, 1.0],  # team: a row from the incident of M
 README_EDIT = "## Team notes\n\nOwned by the demo squad; ask in #demo before changing the SLO.\n\n"
 NEW_FILE = ("docs/features.md", "# Features\n\nf0 to f3 come from the demo feature store.\n")
 SELFTEST_EDIT = "\n\ndef test_team_canary_count() -> None:\n    assert len(MODEL.test_data) == 4\n"
+DASHBOARD_EDIT = ('  "refresh": "30s",\n', '  "refresh": "1m",\n')
 
 
 def lls_env() -> dict[str, str]:
@@ -79,7 +80,8 @@ def git(repo: Path, *args: str) -> str:
 
 
 def make_team_edits(service: Path) -> None:
-    """Model code, an extra canary (test row) the team's way, chart values, README, a new file."""
+    """Model code, an extra canary (test row) the team's way, chart values, README, a new file,
+    the dashboard's refresh."""
     model = service / PACKAGE / "model.py"
     text = model.read_text()
     anchor = "        z = self.bias + sum(w * x for w, x in zip(self.weights, row, strict=True))\n"
@@ -103,6 +105,10 @@ def make_team_edits(service: Path) -> None:
     )
 
     (service / NEW_FILE[0]).write_text(NEW_FILE[1])
+
+    dashboard = service / "observability" / "dashboard.json"
+    assert DASHBOARD_EDIT[0] in dashboard.read_text()
+    dashboard.write_text(dashboard.read_text().replace(*DASHBOARD_EDIT))
 
     selftests = service / "tests" / "test_selftests.py"
     text = selftests.read_text().replace(

@@ -14,6 +14,7 @@ from tests.scaffolder.conftest import ROOT, Built, Lls
 
 from .conftest import (
     BRANCH,
+    DASHBOARD_EDIT,
     EXTRA_CANARY,
     MODEL_EDIT,
     NEW,
@@ -83,8 +84,10 @@ def test_the_result_is_one_commit_on_a_new_branch_with_a_summary(
     assert "tests/test_selftests.py -> tests/test_canaries.py" in out
     assert "conflicts 0" in out
     assert "New question spread_across_zones: True" in out
-    for changed in ("observability/dashboard.json", "chart/values.yaml", "pyproject.toml"):
+    for changed in ("chart/values.yaml", "pyproject.toml"):
         assert f"    {changed}\n" in out
+    # moved into the chart, which deploys them (a migration of v0.4.0)
+    assert "observability/dashboard.json -> chart/files/dashboard.json" in out
 
 
 def test_every_team_edit_is_still_there(upgraded: Upgraded) -> None:
@@ -96,6 +99,8 @@ def test_every_team_edit_is_still_there(upgraded: Upgraded) -> None:
     assert "tmpSizeLimit: 1Gi" in (service / "chart" / "values.yaml").read_text()
     assert README_EDIT in (service / "README.md").read_text()
     assert (service / NEW_FILE[0]).read_text() == NEW_FILE[1]
+    # moved with the dashboard into the chart (a migration of v0.4.0)
+    assert DASHBOARD_EDIT[1] in (service / "chart" / "files" / "dashboard.json").read_text()
 
 
 def test_every_template_change_arrived(upgraded: Upgraded) -> None:
@@ -109,8 +114,11 @@ def test_every_template_change_arrived(upgraded: Upgraded) -> None:
     assert "topologySpread" in schema["required"]
     deployment = (service / "chart" / "templates" / "deployment.yaml").read_text()
     assert "topologyKey: topology.kubernetes.io/zone" in deployment
-    dashboard = json.loads((service / "observability" / "dashboard.json").read_text())
+    dashboard = json.loads((service / "chart" / "files" / "dashboard.json").read_text())
     assert "Output records written" in [p["title"] for p in dashboard["panels"]]
+    assert not (service / "observability").exists()
+    rules = (service / "chart" / "files" / "alerts.yaml").read_text()
+    assert "runbook_url: https://github.com/example/demo-model/blob/main/docs/runbook.md#" in rules
     readme = (service / "README.md").read_text()
     assert "| spread over zones | yes |" in readme
     assert "`lls versions` lists the template releases" in readme
