@@ -10,10 +10,11 @@ job per PodMonitor).
 
 1. Envoy starts first: a call answered 503 before the runtime is up (Envoy's own answer).
 2. The runtime serves the model, a shadow that disagrees with it, a model that sleeps as long
-   as asked, and records to a sink that fails. Calls of 20 s (objective 8 s) and calls cut off
-   by Envoy's route timeout (504) run together: the latency and availability alerts must fire.
-3. The runtime dies (SIGKILL, as an OOM kill does): the scrape-down alert must fire.
-4. It comes back with one more model, whose only version fails its self-tests: /metrics on
+   as asked, and records to a sink that fails. Calls of 20 s (objective 8 s): the latency
+   alert must fire.
+3. Calls cut off by Envoy's route timeout join them (504s): the availability alert must fire.
+4. The runtime dies (SIGKILL, as an OOM kill does): the scrape-down alert must fire.
+5. It comes back with one more model, whose only version fails its self-tests: /metrics on
    the metrics port must answer `lls_model_ready 0`, and ModelNotReady must fire.
 
 Runs once per session (`observed` fixture), ends every process it started, and hands the tests
@@ -135,7 +136,8 @@ class Observed:
     metrics_port: dict[str, tuple[int, str]] = field(default_factory=dict)
     # Calls through Envoy's ingress: step -> HTTP status.
     ingress: dict[str, int] = field(default_factory=dict)
-    # PromQL results at the moment the availability alert fired: name -> value.
+    # PromQL results at the moment the latency and the availability alerts fired.
+    at_latency_alert: dict[str, float] = field(default_factory=dict)
     at_availability_alert: dict[str, float] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
 
@@ -162,10 +164,10 @@ def _http(url: str, body: dict[str, Any] | None = None, timeout: float = 10) -> 
 
 
 def _wait(what: str, ready: Callable[[], bool], seconds: float, log: list[str]) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    start = time.monotonic()
+    while time.monotonic() < start + seconds:
         if ready():
-            log.append(f"{what}: yes")
+            log.append(f"{what}: yes, after {time.monotonic() - start:.1f} s")
             return True
         time.sleep(0.25)
     log.append(f"{what}: not within {seconds:.0f} s")
@@ -390,8 +392,8 @@ def observe(render: Renders, workdir: Path) -> Observed:
         ):
             _must(f"{name} stored", partial(prom.stored, name), 60, logs)
 
-        # 2. Calls of 20 s against an objective of 8 s, and calls cut off by Envoy at 25 s.
-        step, since = "slow and cut off", time.time()
+        # 2. Calls of 20 s against an objective of 8 s (and nothing cut off yet).
+        step, since = "slow", time.time()
         stop_calls = threading.Event()
         callers = [
             _calls(
@@ -400,7 +402,20 @@ def observe(render: Renders, workdir: Path) -> Observed:
                 stop_calls,
             )
             for i in range(6)
-        ] + [
+        ]
+        infer = f'namespace="{namespace}", envoy_virtual_cluster="infer"'
+        if fired(step, since, "LatencyBudgetBurnFast", 120):
+            seen.at_latency_alert = {
+                "slower than 8 s": prom.value(
+                    f"sum(envoy_vhost_vcluster_upstream_rq_time_count{{{infer}}})"
+                    f' - sum(envoy_vhost_vcluster_upstream_rq_time_bucket{{{infer}, le="8000"}})'
+                ),
+                "cut off": prom.value(f"sum(envoy_vhost_vcluster_upstream_rq_timeout{{{infer}}})"),
+            }
+
+        # 3. Calls cut off by Envoy's route timeout at 25 s, a 504, while the runtime goes on.
+        step, since = "cut off", time.time()
+        callers += [
             _calls(
                 f"{envoy_url}/infer",
                 {"model_id": "slow", "features": {"seconds": CUT_OFF_SECONDS}},
@@ -408,9 +423,8 @@ def observe(render: Renders, workdir: Path) -> Observed:
             )
             for _ in range(3)
         ]
-        fired(step, since, "LatencyBudgetBurnFast", 120)
         if fired(step, since, "ErrorBudgetBurnFast", 120):
-            cut_off = f'namespace="{namespace}", envoy_response_code="504"'
+            cut_off = f'{infer}, envoy_response_code="504"'
             seen.at_availability_alert = {
                 "envoy 504": prom.value(f"sum(envoy_vhost_vcluster_upstream_rq{{{cut_off}}})"),
                 "runtime 5xx": prom.value(
@@ -419,7 +433,7 @@ def observe(render: Renders, workdir: Path) -> Observed:
             }
         stop_calls.set()
 
-        # 3. The runtime dies.
+        # 4. The runtime dies.
         step, since = "runtime stopped", time.time()
         _kill(runtime)
         seen.metrics_port[step] = _http(f"{metrics_url}/metrics")
@@ -427,7 +441,7 @@ def observe(render: Renders, workdir: Path) -> Observed:
         for caller in callers:
             caller.join(timeout=60)
 
-        # 4. Back, with a model whose only version fails its self-tests.
+        # 5. Back, with a model whose only version fails its self-tests.
         step, since = "a model not ready", time.time()
         stack.enter_context(
             _process(
