@@ -47,6 +47,7 @@ from serving_runtime.testing import stop
 
 from .chart import envoy_config, one, render_chart
 from .conftest import VENV_BIN, Renders, free_port
+from .prometheus import Prometheus, pod_config
 
 PROMETHEUS = shutil.which("prometheus") or "prometheus"
 SCALE = 60
@@ -63,62 +64,6 @@ POD = "loan-score-5d9c7b8f6c-x2x4z"
 SLOW_SECONDS = 20.0
 ROUTE_TIMEOUT_MS = 25_000  # above the 20 s calls; the calls of 30 s are cut off at it
 CUT_OFF_SECONDS = 30.0
-
-# Model classes of the scenario, written into the service's package.
-MODELS_PY = '''
-"""Models for watching alerts fire: a sleeper, a shadow that disagrees, a model that fails its
-self-tests, and a record sink that refuses every write."""
-
-import time
-from typing import Any
-
-from .model import LoanScore as DemoModel
-
-
-class Sleeper:
-    """Answers each row's `seconds` after sleeping that long."""
-
-    feature_names = ["seconds"]
-    test_data: list[dict[str, Any]] = [{"features": {"seconds": 0.0}, "expected": [0.0]}]
-    tolerance = 0.0
-
-    def load(self, file: Any) -> None:
-        pass
-
-    def predict(self, features: list[list[float]]) -> list[float]:
-        time.sleep(sum(row[0] for row in features))
-        return [row[0] for row in features]
-
-
-class Contrary(DemoModel):
-    """The opposite probability of DemoModel's: a shadow that always disagrees."""
-
-    test_data = [
-        {**case, "expected": [1.0 - p for p in case["expected"]]} for case in DemoModel.test_data
-    ]
-
-    def predict(self, features: list[list[float]]) -> list[float]:
-        return [1.0 - p for p in super().predict(features)]
-
-
-class Wrong(DemoModel):
-    """Expects outputs DemoModel never gives: fails its self-tests at every load."""
-
-    test_data = [{**case, "expected": [2.0]} for case in DemoModel.test_data]
-
-
-class DownSink:
-    """A record store that is down."""
-
-    def __init__(self, config: Any) -> None:
-        pass
-
-    def write(self, records: Any) -> None:
-        raise OSError("the record store is down")
-
-    def close(self) -> None:
-        pass
-'''
 
 
 @dataclass
@@ -181,40 +126,6 @@ def _must(what: str, ready: Callable[[], bool], seconds: float, logs: list[Path]
         raise AssertionError(f"{what}: not within {seconds:.0f} s\n{tails}")
 
 
-class _Prometheus:
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        query = urllib.parse.urlencode({"query": expr})
-        status, body = _http(f"{self.url}/api/v1/query?{query}")
-        if status != 200:
-            return []
-        result: list[dict[str, Any]] = json.loads(body)["data"]["result"]
-        return result
-
-    def value(self, expr: str) -> float:
-        result = self.query(expr)
-        return float(result[0]["value"][1]) if result else 0.0
-
-    def firing_since(self, since: float, alert: str, **labels: str) -> list[dict[str, str]]:
-        """Label sets of `alert` seen firing at an evaluation after `since` (time.time())."""
-        window = max(int(time.time() - since) + 1, 2)
-        matchers = "".join(f', {k}="{v}"' for k, v in labels.items())
-        selector = f'ALERTS{{alertname="{alert}", alertstate="firing"{matchers}}}'
-        return [r["metric"] for r in self.query(f"max_over_time({selector}[{window}s])")]
-
-    def stored(self, name: str) -> bool:
-        return self.value(f"count({name})") > 0
-
-    def series(self) -> list[dict[str, str]]:
-        query = urllib.parse.urlencode({"match[]": '{__name__=~".+"}', "start": "0"})
-        status, body = _http(f"{self.url}/api/v1/series?{query}")
-        assert status == 200, body
-        found: list[dict[str, str]] = json.loads(body)["data"]
-        return found
-
-
 @contextmanager
 def _process(
     args: list[str | Path], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
@@ -239,7 +150,7 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
 def _render(render: Renders) -> Path:
     service = render("observed-loan-score", ANSWERS)
     package = service / "loan_score"
-    (package / "observed_models.py").write_text(MODELS_PY)
+    shutil.copy2(Path(__file__).with_name("observed_models.py"), package)
     config = yaml.safe_load((service / "models.yaml").read_text())
     config["models"]["loan"]["versions"]["v1-contrary"] = {
         "artifact": "artifacts/model-v1.json",
@@ -260,26 +171,6 @@ def _render(render: Renders) -> Path:
     }
     (service / "models-broken.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return service
-
-
-def _prometheus_config(rules: Path, metrics_port: int, namespace: str) -> dict[str, Any]:
-    # The chart's PodMonitors name the jobs: <namespace>/<PodMonitor name>.
-    target = {
-        "targets": [f"127.0.0.1:{metrics_port}"],
-        "labels": {"namespace": namespace, "pod": POD},
-    }
-    return {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(rules)],
-        "scrape_configs": [
-            {
-                "job_name": f"{namespace}/{ANSWERS['service_name']}-{name}",
-                "metrics_path": path,
-                "static_configs": [target],
-            }
-            for name, path in (("runtime", "/metrics"), ("envoy", "/stats/prometheus"))
-        ],
-    }
 
 
 def _calls(url: str, body: dict[str, Any], stop_calls: threading.Event) -> threading.Thread:
@@ -315,14 +206,13 @@ def observe(render: Renders, workdir: Path) -> Observed:
     envoy_yaml = workdir / "envoy.yaml"
     envoy_yaml.write_text(envoy_config(manifests))
     prometheus_yml = workdir / "prometheus.yml"
-    prometheus_yml.write_text(
-        yaml.safe_dump(_prometheus_config(rules, ports["metrics"], namespace))
-    )
+    config = pod_config(rules, ports["metrics"], namespace, POD, str(ANSWERS["service_name"]))
+    prometheus_yml.write_text(yaml.safe_dump(config))
     runtime_env = {**os.environ, **one(manifests, "ConfigMap", "-runtime")["data"]}
     envoy_url = f"http://127.0.0.1:{ports['envoy']}"
     metrics_url = f"http://127.0.0.1:{ports['metrics']}"
     runtime_url = f"http://127.0.0.1:{ports['runtime']}"
-    prom = _Prometheus(f"http://127.0.0.1:{ports['prometheus']}")
+    prom = Prometheus(f"http://127.0.0.1:{ports['prometheus']}")
     log = seen.log
     logs = [
         workdir / f"{name}.log" for name in ("envoy", "runtime", "prometheus", "runtime-broken")
