@@ -28,6 +28,37 @@ INTERRUPTED = "lls: interrupted; nothing was written"
 _CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
 
 
+COPIER_AT_WORK = "-- copier is at work --"
+
+
+def blocked_in_copier(place: Path) -> dict[str, str]:
+    """Git settings that stop lls inside Copier's work until the terminal's Ctrl-C ends it.
+
+    Copier checks the template out into its own clone (`copier._vcs.clone.*`); there, git's
+    post-checkout hook (core.hooksPath) says COPIER_AT_WORK on the terminal, then waits on a
+    FIFO nobody writes to. A test waits for those words, so its Ctrl-C arrives while Copier
+    works, however slow or fast the machine; nothing lls does is timed.
+    """
+    hooks = place / "hooks"
+    hooks.mkdir()
+    fifo = place / "never-written"
+    os.mkfifo(fifo)
+    hook = hooks / "post-checkout"
+    hook.write_text(
+        "#!/bin/sh\n"
+        'case "$PWD" in\n'
+        f"  *copier._vcs.clone.*) echo '{COPIER_AT_WORK}' > /dev/tty; read line < '{fifo}' ;;\n"
+        "esac\n"
+    )
+    hook.chmod(0o755)
+    index = int(os.environ.get("GIT_CONFIG_COUNT", "0") or 0)
+    return {
+        "GIT_CONFIG_COUNT": str(index + 1),
+        f"GIT_CONFIG_KEY_{index}": "core.hooksPath",
+        f"GIT_CONFIG_VALUE_{index}": str(hooks),
+    }
+
+
 def spawn(
     executable: Path, args: list[str], cwd: Path, env: dict[str, str] | None = None
 ) -> pexpect.spawn:

@@ -10,7 +10,17 @@ from pathlib import Path
 import pytest
 
 from .conftest import LATEST, Built, Lls, run
-from .terminal import CLEAR_LINE, INTERRUPTED, QUESTIONS, done_line, finish, spawn, visible
+from .terminal import (
+    CLEAR_LINE,
+    COPIER_AT_WORK,
+    INTERRUPTED,
+    QUESTIONS,
+    blocked_in_copier,
+    done_line,
+    finish,
+    spawn,
+    visible,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -110,11 +120,15 @@ def test_ctrl_c_at_a_question_exits_130_and_leaves_nothing(lls: Lls, tmp_path: P
 
 def test_ctrl_c_while_rendering_exits_130_and_leaves_nothing(lls: Lls, tmp_path: Path) -> None:
     work, scratch, env = _places(tmp_path)
+    place = tmp_path / "git"
+    place.mkdir()
+    env.update(blocked_in_copier(place))
     child = spawn(lls.executable, ["new", "svc"], work, env)
     for name in QUESTIONS:
         child.expect_exact(f"{name}:")
         child.send("\r")
-    child.expect_exact(f"Rendering template {LATEST}")  # the step's line is up: Copier is at work
+    child.expect_exact(f"Rendering template {LATEST}")
+    child.expect_exact(COPIER_AT_WORK)  # Copier is checking the template out, and waits
     child.sendintr()
     shown = finish(child)
     assert child.exitstatus == 130, shown
