@@ -33,10 +33,10 @@ def test_a_failure_after_rendering_leaves_no_directory(
 def test_an_interrupt_while_committing_leaves_no_directory(
     package: lls.Shipped, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def interrupted(*args: object) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(_new, "commit_all", interrupted)
+    monkeypatch.setattr(_new, "commit", interrupted)
     with pytest.raises(KeyboardInterrupt):
         lls.new(tmp_path / "svc", package=package)
     assert list(tmp_path.iterdir()) == []

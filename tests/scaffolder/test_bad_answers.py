@@ -37,6 +37,13 @@ def test_a_bad_answer_in_a_data_file_is_refused(lls: Lls, tmp_path: Path) -> Non
     _assert_refused(done.stderr, done.returncode, tmp_path, "max_replicas: ", "min_replicas (4)")
 
 
+def test_a_data_file_with_unknown_keys_lists_them_all(lls: Lls, tmp_path: Path) -> None:
+    answers = tmp_path.parent / f"{tmp_path.name}-answers.yml"
+    answers.write_text("team: payments\ncolour: blue\nsize: large\nworkers: 3\n")
+    done = lls("new", "svc", "--defaults", "--data-file", answers, cwd=tmp_path)
+    _assert_refused(done.stderr, done.returncode, tmp_path, "colour, size: no such question")
+
+
 def test_the_command_line_wins_over_the_data_file(lls: Lls, tmp_path: Path) -> None:
     answers = tmp_path.parent / f"{tmp_path.name}-answers.yml"
     answers.write_text(  # as another service's .copier-answers.yml would be
@@ -57,6 +64,14 @@ def test_the_command_line_wins_over_the_data_file(lls: Lls, tmp_path: Path) -> N
     [
         (["--data", "colour=blue"], ["colour: no such question"]),
         (["--data", "runtime_version=9.9.9"], ["runtime_version: is set by lls ("]),
+        (
+            ["--data", "package_name=os"],
+            ["package_name: is computed from the other answers and cannot be given"],
+        ),
+        (
+            ["--data", "class_name=X", "--data", "artifact=/etc/passwd"],
+            ["artifact, class_name: is computed"],
+        ),
         (["--data", "team"], ["--data 'team': write it as KEY=VALUE"]),
         (["--data-file", "/nonexistent/answers.yml"], ["--data-file /nonexistent/answers.yml"]),
     ],
@@ -66,23 +81,6 @@ def test_malformed_input_is_refused(
 ) -> None:
     done = lls("new", "svc", "--defaults", *args, cwd=tmp_path)
     _assert_refused(done.stderr, done.returncode, tmp_path, *words)
-
-
-def test_a_non_empty_destination_is_refused_unless_forced(lls: Lls, tmp_path: Path) -> None:
-    dest = tmp_path / "svc"
-    dest.mkdir()
-    (dest / "notes.txt").write_text("mine\n")
-    refused = lls("new", "svc", "--defaults", cwd=tmp_path)
-    assert refused.returncode == 2
-    assert "svc exists and is not empty; use --force" in refused.stderr
-    assert [p.name for p in dest.iterdir()] == ["notes.txt"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["svc"]
-
-    forced = lls("new", "svc", "--defaults", "--force", cwd=tmp_path)
-    assert forced.returncode == 0, forced.output
-    assert (dest / "notes.txt").read_text() == "mine\n"
-    assert (dest / "models.yaml").is_file()
-    assert (dest / ".git").is_dir()
 
 
 def test_an_empty_destination_is_used(lls: Lls, tmp_path: Path) -> None:

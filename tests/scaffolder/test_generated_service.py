@@ -17,7 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import FRAMEWORKS, LATEST, Built, Lls, Service, run
+from lls import InvalidAnswer, check_answer
+from lls._questions import load_questions
+
+from .conftest import FRAMEWORKS, LATEST, ROOT, Built, Lls, Service, run
 
 pytestmark = pytest.mark.slow
 each_framework = pytest.mark.parametrize("service", FRAMEWORKS, indirect=True)
@@ -98,6 +101,22 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60)
     raise AssertionError(f"{url} not ready within {timeout} s")
 
 
+@each_framework
+def test_no_service_name_shadows_what_a_service_installs(service: Service) -> None:
+    assert service.tested.returncode == 0, service.tested.output
+    listed = run(
+        [service.bin / "python", "-c",
+         "import importlib.metadata as m; print(*m.packages_distributions())"],
+        cwd=service.path,
+    )  # fmt: skip
+    own = {"demo_model"}
+    installed = {name for name in listed.stdout.split() if not name.startswith("_")} - own
+    assert {"serving_runtime", "pytest", "numpy"} & installed
+    for package in sorted(installed):
+        with pytest.raises(InvalidAnswer, match="shadows"):
+            check_answer("service_name", package.replace("_", "-"), {})
+
+
 @default_service
 def test_the_readme_serve_command_answers_the_readme_curl(service: Service) -> None:
     readme = (service.path / "README.md").read_text()
@@ -135,6 +154,17 @@ def test_help_reads_like_documentation(lls: Lls, tmp_path: Path) -> None:
     assert new.returncode == 0
     for words in ("--defaults", "--data", "--data-file", "--force", "Examples", "KEY=VALUE"):
         assert words in new.stdout
+    listed = new.stdout[new.stdout.index(f"Questions of template {LATEST}") :]
+    set_by_lls = {"runtime_version", "runtime_sha256"}
+    asked = [q for q in load_questions((ROOT / "copier.yml").read_text()) if not q.computed]
+    for question in asked:
+        if question.name not in set_by_lls:
+            assert re.search(rf"^  {question.name}\b", listed, re.MULTILINE), question.name
+    text = " ".join(listed.split())
+    assert "one of sklearn, xgboost, lightgbm, onnx, custom" in text
+    assert "Set by lls, never given: runtime_version, runtime_sha256" in text
+    assert "computed from the answers:" in text
+    assert "package_name" in text.split("computed from the answers:")[1]
 
 
 def test_without_a_git_identity_a_fallback_author_is_used_and_said(

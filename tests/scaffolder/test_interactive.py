@@ -107,3 +107,16 @@ def test_a_service_name_whose_directory_is_taken_is_refused_at_once(
     child.close()
     assert child.exitstatus == 130
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo-model"]
+
+
+def test_ctrl_d_at_a_question_is_handled_like_ctrl_c(lls: Lls, tmp_path: Path) -> None:
+    child = _spawn(lls, tmp_path)
+    _accept_defaults_until(child, "service_name")
+    child.send(CLEAR_LINE)
+    child.sendeof()  # Ctrl-D on an empty line: the end of the input
+    child.expect_exact("interrupted; nothing was written")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+    assert "Traceback" not in (child.before or "")
+    assert list(tmp_path.iterdir()) == []

@@ -30,8 +30,8 @@ from tests.scaffolder.conftest import (
 
 OLD, NEW = "v0.1.0", "v0.4.0"
 OLD_RUNTIME, NEW_RUNTIME = "0.1.0", "0.4.0"
-BRANCH = f"lls-upgrade/{NEW}"
 SERVICE = "demo-model"
+BRANCH = f"lls-upgrade/{SERVICE}/{NEW}"
 PACKAGE = "demo_model"
 # The edits a team makes to its service; each is checked after the upgrade, word for word.
 MODEL_EDIT = "        z = max(-30.0, min(30.0, z))  # team: no overflow on extreme rows\n"

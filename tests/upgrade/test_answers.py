@@ -39,18 +39,34 @@ def test_an_answer_changes_everything_it_shapes_and_keeps_the_team_edits(
     done = upgrade(offline_lls, current, "--defaults", "--data", "max_replicas=12")
     assert done.returncode == 0, done.output
     assert f"New answers for {current} at template {NEW}" in done.stdout
-    assert git(current, "branch", "--show-current").strip() == f"lls-upgrade/{NEW}"
+    branch = git(current, "branch", "--show-current").strip()
+    assert branch.startswith(f"lls-upgrade/{SERVICE}/{NEW}-answers-")
     assert answers(current)["max_replicas"] == 12
     assert answers(current)["_commit"] == NEW
     values = yaml.safe_load((current / "chart" / "values.yaml").read_text())
     assert values["autoscaling"]["maxReplicas"] == 12
     assert MODEL_EDIT in (current / PACKAGE / "model.py").read_text()
     message = git(current, "log", "-1", "--format=%B")
-    assert message.startswith(f"Change answers to the lls service template {NEW}")
+    assert message.startswith(f"Change answers of {SERVICE} to the lls service template {NEW}")
     assert "max_replicas=12" in message
     changed = git(current, "diff", "--name-only", "HEAD~1").split()
     assert ".copier-answers.yml" in changed
     assert "chart/values.yaml" in changed
+
+
+def test_a_second_change_of_answers_gets_a_branch_of_its_own(
+    offline_lls: Lls, current: Path
+) -> None:
+    first = upgrade(offline_lls, current, "--defaults", "--data", "max_replicas=12")
+    assert first.returncode == 0, first.output
+    one = git(current, "branch", "--show-current").strip()
+    git(current, "switch", "--quiet", "main")
+    second = upgrade(offline_lls, current, "--defaults", "--data", "max_replicas=14")
+    assert second.returncode == 0, second.output
+    other = git(current, "branch", "--show-current").strip()
+    assert other != one
+    assert {one, other} <= set(git(current, "branch", "--format=%(refname:short)").split())
+    assert answers(current)["max_replicas"] == 14
 
 
 def test_the_same_answers_at_the_same_release_change_nothing(
@@ -59,6 +75,6 @@ def test_the_same_answers_at_the_same_release_change_nothing(
     before = snapshot(current)
     same = str(answers(current)["max_replicas"])
     done = upgrade(offline_lls, current, "--defaults", "--data", f"max_replicas={same}")
-    assert done.returncode == 2
-    assert f"already at template {NEW} with these answers; nothing to change" in done.stderr
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == f"{current} is already at template {NEW}; nothing to do.\n"
     assert snapshot(current) == before

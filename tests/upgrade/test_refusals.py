@@ -13,16 +13,13 @@ import pytest
 import yaml
 
 import lls
-from lls import _upgrade
+from lls import _copier
 from tests.scaffolder.conftest import Built, Lls
 
 from .conftest import (
     BRANCH,
-    MODEL_EDIT,
     NEW,
-    NEW_FILE,
     OLD,
-    PACKAGE,
     SERVICE,
     Origin,
     git,
@@ -48,34 +45,6 @@ def service(origin: Origin, tmp_path: Path) -> Path:
 def _commit_all(service: Path, message: str) -> None:
     git(service, "add", "--all")
     git(service, "commit", "--quiet", "-m", message)
-
-
-def test_a_conflicting_edit_is_marked_listed_and_exits_non_zero(
-    offline_lls: Lls, service: Path
-) -> None:
-    readme = service / "README.md"
-    readme.write_text(readme.read_text().replace(TEMPLATE_LINE, TEAM_LINE))
-    _commit_all(service, "README: our own rule for the settings")
-
-    done = upgrade(offline_lls, service, "--defaults")
-
-    assert done.returncode == 1, done.output
-    assert "conflicted file(s)" in done.stderr
-    assert "  README.md\n" in done.stderr
-    text = readme.read_text()
-    assert "<<<<<<< before updating" in text
-    assert ">>>>>>> after updating" in text
-    assert TEAM_LINE in text  # the team's line, and the template's, both kept
-    assert "`lls versions` lists the template releases" in text
-    # Everything else arrived, staged on the new branch, and nothing of the team's was lost.
-    assert git(service, "branch", "--show-current").strip() == BRANCH
-    status = git(service, "status", "--porcelain").splitlines()
-    assert " M README.md" in status  # left for the team to resolve, not staged
-    assert "M  chart/values.yaml" in status
-    assert MODEL_EDIT in (service / PACKAGE / "model.py").read_text()
-    assert (service / NEW_FILE[0]).is_file()
-    assert "tmpSizeLimit: 1Gi" in (service / "chart" / "values.yaml").read_text()
-    assert yaml.safe_load((service / ".copier-answers.yml").read_text())["_commit"] == NEW
 
 
 @pytest.mark.parametrize(
@@ -107,6 +76,18 @@ def test_a_dry_run_shows_the_diff_and_writes_nothing(offline_lls: Lls, service: 
     assert "+  zones: true" in done.stdout
     assert "rename to tests/test_canaries.py" in done.stdout
     assert "Dry run: nothing was written." in done.stdout
+    assert snapshot(service) == before
+
+
+def test_a_dry_run_works_on_a_dirty_tree_and_leaves_it_dirty(
+    offline_lls: Lls, service: Path
+) -> None:
+    (service / "README.md").write_text("work in progress\n")
+    (service / "scratch.txt").write_text("new\n")
+    before = snapshot(service)
+    done = upgrade(offline_lls, service, "--defaults", "--dry-run")
+    assert done.returncode == 0, done.output
+    assert "+  zones: true" in done.stdout
     assert snapshot(service) == before
 
 
@@ -203,7 +184,6 @@ BAD_CASES = [
         id="missing-answer",
     ),
     pytest.param(None, ["--to", "v9.9.9"], "no template version 'v9.9.9'", id="unknown-version"),
-    pytest.param(None, ["--to", OLD], f"already at template {OLD}", id="already-current"),
     pytest.param(None, ["--data", "min_replicas=0"], "min_replicas: 0 must be", id="bad-data"),
     pytest.param(None, ["--data", "colour=blue"], "colour: no such question", id="no-question"),
 ]
@@ -230,18 +210,44 @@ def test_a_bad_case_is_refused_clearly_and_changes_nothing(
         assert snapshot(service) == before
 
 
-def test_a_service_already_current_or_going_back_is_refused(
+def test_a_service_already_current_is_a_success_and_going_back_is_refused(
     offline_lls: Lls, service: Path
 ) -> None:
+    same = upgrade(offline_lls, service, "--defaults", "--to", OLD)
+    assert (same.returncode, same.stderr) == (0, "")
+    assert same.stdout == f"{service} is already at template {OLD}; nothing to do.\n"
     assert upgrade(offline_lls, service, "--defaults").returncode == 0
+    (service / "scratch.txt").write_text("a dirty tree does not matter: nothing is done\n")
     before = snapshot(service)
     current = upgrade(offline_lls, service, "--defaults")
-    assert current.returncode == 2
-    assert f"already at template {NEW}; nothing to upgrade" in current.stderr
+    assert (current.returncode, current.stderr) == (0, "")
+    assert current.stdout == f"{service} is already at template {NEW}; nothing to do.\n"
     back = upgrade(offline_lls, service, "--defaults", "--to", OLD)
     assert back.returncode == 2
     assert "is a downgrade" in back.stderr
     assert snapshot(service) == before
+
+
+def test_run_from_a_subdirectory_it_upgrades_the_service_around_it(
+    offline_lls: Lls, service: Path
+) -> None:
+    done = upgrade(offline_lls, service / "chart" / "templates", "--defaults")
+    assert done.returncode == 0, done.output
+    assert f"Upgrade {service} from template {OLD} to {NEW}" in done.stdout
+    assert git(service, "branch", "--show-current").strip() == BRANCH
+    assert yaml.safe_load((service / ".copier-answers.yml").read_text())["_commit"] == NEW
+
+
+def test_a_file_the_team_deleted_stays_deleted_when_a_release_renames_it(
+    offline_lls: Lls, service: Path
+) -> None:
+    git(service, "rm", "--quiet", "tests/test_selftests.py")
+    _commit_all(service, "We run our canaries elsewhere")
+    done = upgrade(offline_lls, service, "--defaults")
+    assert done.returncode == 0, done.output
+    assert not (service / "tests" / "test_selftests.py").exists()
+    assert not (service / "tests" / "test_canaries.py").exists()
+    assert "tests/test_canaries.py" not in git(service, "ls-files")
 
 
 def test_only_the_new_questions_are_asked_in_a_terminal(offline_lls: Lls, service: Path) -> None:
@@ -277,17 +283,44 @@ def test_only_the_new_questions_are_asked_in_a_terminal(offline_lls: Lls, servic
     assert "+  sample: 0.5" in out  # the recording section of models.yaml
 
 
-@pytest.mark.parametrize("where", ["_copier_update", "place_runtime_wheel"])
+def test_questions_go_to_the_terminal_and_only_the_diff_to_stdout(
+    offline_lls: Lls, service: Path, tmp_path: Path
+) -> None:
+    diff = tmp_path / "diff.txt"
+    child = pexpect.spawn(
+        "bash",
+        ["-c", f"'{offline_lls.executable}' upgrade --dry-run > '{diff}'"],
+        cwd=str(service),
+        env={**lls_env(), "PROMPT_TOOLKIT_NO_CPR": "1"},
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(50, 200),
+    )
+    for question in ("spread_across_zones:", "record_outputs:", "tracing_endpoint:"):
+        child.expect_exact(question)  # drawn on the terminal, though stdout is a file
+        child.send("\r")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    written = diff.read_text()
+    assert written.startswith(" .copier-answers.yml ")  # the diff's stat, first thing
+    assert "+  zones: true" in written
+    for prompt in ("zones as well as nodes", "a sample of the model", "of the trace collector"):
+        assert prompt not in written  # the questions' words: on the terminal only
+    assert "\x1b" not in written
+
+
+@pytest.mark.parametrize("where", ["update", "place_runtime_wheel"])
 def test_an_interrupted_upgrade_leaves_the_repository_as_it_was(
     built: Built, service: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
-    real = getattr(_upgrade, where)
+    real = getattr(_copier, where)
 
     def interrupted(*args: object) -> None:
         real(*args)  # Copier has really run in the clone: then Ctrl-C
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(_upgrade, where, interrupted)
+    monkeypatch.setattr(_copier, where, interrupted)
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))

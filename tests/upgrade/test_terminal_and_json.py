@@ -11,7 +11,15 @@ import pytest
 import yaml
 
 from tests.scaffolder.conftest import Lls, documented_keys, run
-from tests.scaffolder.terminal import INTERRUPTED, done_line, finish, spawn, visible
+from tests.scaffolder.terminal import (
+    COPIER_AT_WORK,
+    INTERRUPTED,
+    blocked_in_copier,
+    done_line,
+    finish,
+    spawn,
+    visible,
+)
 
 from .conftest import (
     BRANCH,
@@ -49,7 +57,7 @@ def scratch(tmp_path: Path) -> Path:
 def _assert_untouched(service: Path, before: dict[str, str], scratch: Path) -> None:
     assert snapshot(service) == before
     assert git(service, "status", "--porcelain", "--untracked-files=all") == ""
-    assert git(service, "branch", "--list", "lls-upgrade/*") == ""
+    assert git(service, "branch", "--list", "lls-upgrade/**") == ""
     assert list(scratch.iterdir()) == []  # the temporary clone and Copier's copies are gone
 
 
@@ -92,13 +100,16 @@ def test_ctrl_c_at_a_new_question_leaves_the_repository_as_it_was(
 
 
 def test_ctrl_c_while_copier_updates_leaves_the_repository_as_it_was(
-    offline_lls: Lls, service: Path, scratch: Path
+    offline_lls: Lls, service: Path, scratch: Path, tmp_path: Path
 ) -> None:
     before = snapshot(service)
     head = git(service, "rev-parse", "HEAD")
-    env = {**lls_env(), "TMPDIR": str(scratch)}
+    place = tmp_path / "git"
+    place.mkdir()
+    env = {**lls_env(), "TMPDIR": str(scratch), **blocked_in_copier(place)}
     child = spawn(offline_lls.executable, ["upgrade", "--defaults"], service, env)
-    child.expect_exact(UPDATING)  # the step's line is up: Copier is merging in the clone
+    child.expect_exact(UPDATING)
+    child.expect_exact(COPIER_AT_WORK)  # Copier is checking a release out, and waits
     child.sendintr()
     shown = finish(child)
     assert child.exitstatus == 130, shown
@@ -161,7 +172,8 @@ def test_json_with_conflicts_lists_them_and_exits_1(offline_lls: Lls, service: P
     assert result["conflicts"] == ["README.md"]
     assert (result["branch"], result["commit"]) == (BRANCH, None)
     assert git(service, "branch", "--show-current").strip() == BRANCH
-    assert "<<<<<<< before updating" in readme.read_text()
+    assert "<<<<<<< yours" in readme.read_text()
+    assert git(service, "diff", "--name-only", "--diff-filter=U") == "README.md\n"
     assert "conflicted file(s)" in done.stderr  # for the person reading the CI log
 
 

@@ -25,6 +25,7 @@ from .conftest import (
     PACKAGE,
     README_EDIT,
     SELFTEST_EDIT,
+    SERVICE,
     Origin,
     Upgraded,
     git,
@@ -77,7 +78,7 @@ def test_the_result_is_one_commit_on_a_new_branch_with_a_summary(
     assert git(service, "branch", "--show-current").strip() == BRANCH
     assert git(service, "status", "--porcelain") == ""
     log = git(service, "log", "--format=%s", f"main..{BRANCH}").splitlines()
-    assert log == [f"Upgrade to the lls service template {NEW} (from {OLD})"]
+    assert log == [f"Upgrade {SERVICE} to the lls service template {NEW} (from {OLD})"]
     assert git(service, "rev-parse", "main") == git(origin.path, "rev-parse", "HEAD")
     out = upgraded.upgraded.stdout
     assert f"from template {OLD} to {NEW} (serving runtime {OLD_RUNTIME} -> {NEW_RUNTIME})" in out

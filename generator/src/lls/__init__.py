@@ -5,6 +5,7 @@ from importlib.metadata import PackageNotFoundError, version
 from ._checks import CHECKS, check_answer
 from ._errors import InvalidAnswer, LlsError, UserMessageError
 from ._jinja import ChecksExtension
+from ._landing import Finished, abort_upgrade, continue_upgrade
 from ._new import NewService, new
 from ._quantity import QuantityError, parse_quantity
 from ._shipped import TEMPLATE_URL, Release, Shipped, shipped
@@ -20,6 +21,7 @@ __all__ = [
     "CHECKS",
     "TEMPLATE_URL",
     "ChecksExtension",
+    "Finished",
     "InvalidAnswer",
     "LlsError",
     "NewService",
@@ -30,7 +32,9 @@ __all__ = [
     "Upgrade",
     "UserMessageError",
     "__version__",
+    "abort_upgrade",
     "check_answer",
+    "continue_upgrade",
     "new",
     "parse_quantity",
     "shipped",

@@ -31,10 +31,22 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 # GitHub's rules: owners are alphanumeric with single inner hyphens; names also take . and _.
 _REPOSITORY_OWNER = re.compile(r"(?=.{1,39}$)[a-z0-9]+(-[a-z0-9]+)*", re.IGNORECASE)
 _REPOSITORY_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
-# Packages a generated service imports: a service package of the same name would shadow them.
-_TAKEN_PACKAGES = frozenset(
-    {"joblib", "lightgbm", "numpy", "onnxruntime", "serving_runtime", "sklearn", "xgboost"}
-    | {"scripts", "tests", "artifacts", "wheels"}
+# What a generated service installs (the runtime with its extras, every framework, its test
+# tools, the venv's own): a service package of the same name would shadow it. The tests check
+# this list against the venvs of generated services. `test` is the standard library's too.
+_INSTALLED = frozenset(
+    {"serving_runtime", "annotated_types", "brotli", "certifi", "charset_normalizer", "click"}
+    | {"google", "granian", "gunicorn", "httptools", "idna", "opentelemetry", "orjson"}
+    | {"prometheus_client", "pydantic", "pydantic_core", "requests", "typing_extensions"}
+    | {"typing_inspection", "tzdata", "urllib3", "yaml", "cloudpickle", "flatbuffers", "joblib"}
+    | {"lightgbm", "ml_dtypes", "narwhals", "numpy", "onnx", "onnxruntime", "scipy", "skl2onnx"}
+    | {"sklearn", "threadpoolctl", "xgboost", "iniconfig", "packaging", "pluggy", "py"}
+    | {"pygments", "pytest", "ruff", "uv", "colorama", "pip", "pkg_resources", "setuptools"}
+    | {"test"}
+)
+# The service's own top-level directories: the package would be rendered into one of them.
+_DIRECTORIES = frozenset(
+    {"artifacts", "chart", "docs", "drift", "observability", "scripts", "tests", "wheels"}
 )
 MIN_MEMORY = parse_quantity("64Mi")
 
@@ -64,9 +76,17 @@ def check_service_name(value: str, answers: Mapping[str, Any]) -> None:
     _dns_label(value, max_length=53, letter_first=True)
     package = value.replace("-", "_")
     if keyword.iskeyword(package) or package in sys.stdlib_module_names:
-        raise ValueError(f"{value!r} would make a Python package that shadows {package!r}")
-    if package in _TAKEN_PACKAGES:
-        raise ValueError(f"{value!r} would make a Python package that shadows {package!r}")
+        raise ValueError(
+            f"{value!r} would make a Python package that shadows {package!r} of the standard "
+            "library"
+        )
+    if package in _INSTALLED:
+        raise ValueError(
+            f"{value!r} would make a Python package that shadows {package!r}, which every "
+            "service installs"
+        )
+    if package in _DIRECTORIES:
+        raise ValueError(f"{value!r} would make a Python package inside the service's {package}/")
 
 
 def check_model_id(value: str, answers: Mapping[str, Any]) -> None:

@@ -1,11 +1,15 @@
 """`lls new`: collect and check the answers, render the template, commit, put it in place.
 
 Nothing appears at the destination until everything has worked: the service is rendered and
-committed in a hidden directory beside it, which is then renamed into place (or removed).
+committed in a hidden directory beside it, which is then moved into place (or removed). Only
+the rendered files are ever committed: what DEST held before (`--force`) is left as it was,
+untracked. Inside an existing git repository (a monorepo), the service is committed there,
+as a commit of its own files, rather than as a repository nested in another.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections import ChainMap
@@ -17,24 +21,34 @@ from typing import Any
 
 import yaml
 
-from ._errors import InvalidAnswer, LlsError, UserMessageError
-from ._questions import Question, load_questions
-from ._repo import Commit, commit_all
-from ._shipped import (
-    TEMPLATE_URL,
-    Release,
-    Shipped,
-    place_runtime_wheel,
-    read_template_file,
-    shipped,
-    template_git_env,
+from . import _copier
+from ._errors import InvalidAnswer, UserMessageError
+from ._git import (
+    Identity,
+    commit,
+    git,
+    holding_off_interrupts,
+    identity,
+    ignored,
+    repository_top,
 )
+from ._questions import Question, load_questions
+from ._shipped import Shipped, read_template_file, shipped
 from ._steps import SILENT, Steps
 
 Ask = Callable[[Question, Any, Callable[[Any], Any]], Any]
 """Prompt for one question: (question, default, resolve) -> the resolved value.
 
 `resolve(text)` returns the checked value or raises InvalidAnswer with the reason to show."""
+
+
+@dataclass(frozen=True)
+class Commit:
+    """The first commit: its id, who it is by, and the repository it was made in."""
+
+    sha: str
+    author: Identity
+    repository: Path  # the service itself, or the existing repository that holds it
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,11 @@ class NewService:
     template_version: str
     runtime_version: str
     commit: Commit
+
+    @property
+    def nested(self) -> bool:
+        """True when the service was committed into an existing repository that holds it."""
+        return self.commit.repository != self.path
 
 
 def parse_data(pairs: list[str]) -> dict[str, str]:
@@ -63,7 +82,7 @@ def read_data_file(path: Path) -> dict[str, Any]:
     """The answers of a YAML file such as a previous `.copier-answers.yml`."""
     try:
         content = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise UserMessageError(f"--data-file {path}: {error}") from None
     if content is None:
         return {}
@@ -79,26 +98,33 @@ def collect_answers(
     fixed: Mapping[str, Any],
     ask: Ask | None,
 ) -> dict[str, Any]:
-    """Answer every question: given (command line, then file) > prompt (or default) .
+    """Answer every question: given (command line, then file) > prompt (or default).
 
-    `fixed` holds what lls itself supplies (the runtime version); nobody may override it.
+    `fixed` holds what lls itself supplies (the runtime version); nobody may override it, nor
+    the computed values (package_name...), which are always derived from the other answers.
     With `ask=None` the defaults are taken. Every value is checked, whatever its source.
     """
-    names = [q.name for q in questions if q.name not in fixed]
-    unknown = sorted(set(given) - set(names) - set(fixed))
+    names = [q.name for q in questions if q.name not in fixed and not q.computed]
+    unknown = sorted(set(given) - {q.name for q in questions} - set(fixed))
     if unknown:
-        raise InvalidAnswer(unknown[0], f"no such question; the questions are {', '.join(names)}")
+        keys = ", ".join(unknown)
+        raise InvalidAnswer(keys, f"no such question; the questions are {', '.join(names)}")
     overridden = sorted(set(given) & set(fixed))
     if overridden:
         key = overridden[0]
         raise InvalidAnswer(key, f"is set by lls ({fixed[key]}) and cannot be given")
+    computed = sorted(q.name for q in questions if q.computed and q.name in given)
+    if computed:
+        raise InvalidAnswer(
+            ", ".join(computed), "is computed from the other answers and cannot be given"
+        )
     answers: dict[str, Any] = {}
     for question in questions:
         if question.name in fixed:
             answers[question.name] = question.resolve(fixed[question.name], answers)
         elif question.name in given:
             answers[question.name] = question.resolve(given[question.name], answers)
-        elif not question.is_asked(answers):
+        elif not question.is_asked(answers):  # Copier computes `when: false` ones itself
             continue
         elif ask is None:
             answers[question.name] = question.resolve(question.default_for(answers), answers)
@@ -113,10 +139,13 @@ def collect_answers(
 
 def check_destination(dest: Path, *, force: bool) -> None:
     """Refuse a destination that holds files, unless forced; refuse one that is a file."""
-    if dest.exists() and not dest.is_dir():
-        raise UserMessageError(f"{dest} exists and is not a directory")
-    if dest.is_dir() and any(dest.iterdir()) and not force:
-        raise UserMessageError(f"{dest} exists and is not empty; use --force to render into it")
+    try:
+        if dest.exists() and not dest.is_dir():
+            raise UserMessageError(f"{dest} exists and is not a directory")
+        if dest.is_dir() and any(dest.iterdir()) and not force:
+            raise UserMessageError(f"{dest} exists and is not empty; use --force to render into it")
+    except OSError as error:
+        raise UserMessageError(f"cannot use {dest}: {error.strerror or error}") from None
 
 
 def new(
@@ -153,28 +182,87 @@ def new(
         dest = Path.cwd() / str(answers["service_name"])
         check_destination(dest, force=force)
     dest = dest.absolute()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    work = _work_directory(dest)
     try:
         with steps.step(
             f"Rendering template {release.tag} with serving runtime {release.runtime_version}"
         ):
-            _render(package, release, answers, work)
+            _copier.render(package, release, answers, work)
         message = f"Generate {answers['service_name']} from the lls service template {release.tag}"
-        with steps.step(f"Making the first git commit in {dest}"):
-            if dest.is_dir() and any(dest.iterdir()):
-                shutil.copytree(work, dest, dirs_exist_ok=True)
-                commit = commit_all(dest, message)
+        top = repository_top(dest)
+        where = top if top is not None else dest
+        with steps.step(f"Making the first git commit in {where}"):
+            if top is None:
+                made = _commit_alone(work, dest, message)
             else:
-                commit = commit_all(work, message)
-                if dest.is_dir():  # empty: keep the directory itself (it may be the cwd)
-                    for child in work.iterdir():
-                        child.rename(dest / child.name)
-                else:
-                    work.rename(dest)
+                made = _commit_in(top, work, dest, message)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return NewService(dest, answers, release.tag, release.runtime_version, commit)
+    return NewService(dest, answers, release.tag, release.runtime_version, made)
+
+
+def _work_directory(dest: Path) -> Path:
+    """A hidden directory beside `dest`, with the permissions the umask gives a new one."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    except OSError as error:
+        blocking = next((p for p in dest.parents if p.exists() and not p.is_dir()), None)
+        reason = f"{blocking} is not a directory" if blocking else error.strerror or error
+        raise UserMessageError(f"cannot write {dest}: {reason}") from None
+    umask = os.umask(0)
+    os.umask(umask)
+    work.chmod(0o777 & ~umask)  # mkdtemp makes it 0700, and it becomes DEST
+    return work
+
+
+def _rendered_files(work: Path) -> list[str]:
+    return sorted(
+        str(file.relative_to(work))
+        for file in work.rglob("*")
+        if not file.is_dir() and ".git" not in file.relative_to(work).parts[:1]
+    )
+
+
+def _commit_alone(work: Path, dest: Path, message: str) -> Commit:
+    """A repository of its own: committed in `work`, then moved to `dest`."""
+    git(work, "init", "--quiet", "--initial-branch=main")
+    git(work, "add", "--all")
+    by = identity(work)
+    sha = commit(work, message, by=by)
+    with holding_off_interrupts():
+        if not dest.exists():
+            work.rename(dest)
+        elif not any(dest.iterdir()):  # empty: keep the directory itself (it may be the cwd)
+            for child in work.iterdir():
+                child.rename(dest / child.name)
+        else:  # --force: what DEST held stays, untracked, unless the render replaces it
+            for name in _rendered_files(work):
+                (dest / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(work / name, dest / name)
+            (work / ".git").rename(dest / ".git")
+    return Commit(sha, by, dest)
+
+
+def _commit_in(top: Path, work: Path, dest: Path, message: str) -> Commit:
+    """Inside the existing repository `top`: a commit of the rendered files, and of no other."""
+    names = _rendered_files(work)
+    inside = dest.relative_to(top)
+    paths = tuple(str(inside / name) for name in names)
+    refused = ignored(top, paths)
+    if refused:
+        raise UserMessageError(
+            f"{dest} is inside the git repository {top}, which ignores {refused[0]}; "
+            "choose a destination it does not ignore"
+        )
+    with holding_off_interrupts():
+        for name in names:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(work / name, dest / name)
+        git(top, "add", "--", *paths)
+        by = identity(top)
+        sha = commit(top, message, by=by, paths=paths)
+    return Commit(sha, by, top)
 
 
 def _refusing_taken_destinations(ask: Ask, *, force: bool) -> Ask:
@@ -193,23 +281,3 @@ def _refusing_taken_destinations(ask: Ask, *, force: bool) -> Ask:
         return ask(question, default, resolve_and_check if is_name else resolve)
 
     return ask_with_check
-
-
-def _render(package: Shipped, release: Release, answers: Mapping[str, Any], work: Path) -> None:
-    import copier  # only now: importing it costs half a second before the first question
-
-    try:
-        with template_git_env(package.bundle):
-            copier.run_copy(
-                TEMPLATE_URL,
-                work,
-                data=dict(answers),
-                vcs_ref=release.tag,
-                defaults=True,
-                overwrite=True,
-                quiet=True,
-                unsafe=True,  # our own template, from this installation: it loads ChecksExtension
-            )
-    except Exception as error:  # Copier raises many kinds: plumbum's, OSError, ValueError...
-        raise LlsError(f"rendering template {release.tag} failed: {error}") from error
-    place_runtime_wheel(package, release.runtime_version, work)

@@ -28,6 +28,13 @@ class Question:
     choices: tuple[tuple[str, Any], ...] = ()
     when: Any = True
 
+    @property
+    def computed(self) -> bool:
+        """A value derived from other answers (`when: false`): never asked, never given."""
+        return self.when is False or (
+            isinstance(self.when, str) and self.when.strip().lower() in _FALSE
+        )
+
     def is_asked(self, answers: Mapping[str, Any]) -> bool:
         """False for computed values (`when: false`), which Copier derives itself."""
         when = _render(self.when, answers) if isinstance(self.when, str) else self.when

@@ -29,7 +29,8 @@ def new_result(made: NewService) -> dict[str, Any]:
         "template_version": made.template_version,
         "runtime_version": made.runtime_version,
         "commit": made.commit.sha,
-        "commit_author": made.commit.author,
+        "commit_author": str(made.commit.author),
+        "repository": str(made.commit.repository),
         "answers": dict(made.answers),
     }
 
@@ -43,11 +44,13 @@ def upgrade_result(done: Upgrade) -> dict[str, Any]:
         "to_version": new.tag,
         "from_runtime_version": old.runtime_version,
         "to_runtime_version": new.runtime_version,
+        "current": done.current,
         "dry_run": done.dry_run,
         "branch": done.branch,
         "commit": done.commit,
         "staged": done.staged,
         "new_answers": {name: done.answers[name] for name in done.asked},
+        "changed_answers": dict(done.changed_answers),
         "added": list(done.added),
         "changed": list(done.changed),
         "removed": list(done.removed),

@@ -8,20 +8,19 @@ read that URL from the bundle inside this installation (`url.<bundle>.insteadOf`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import os
 import shutil
-import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.version import Version
 
 from ._errors import LlsError, UserMessageError
+from ._git import git
 
 TEMPLATE_URL = "https://git.example.invalid/lls/service-template.git"
 DATA = Path(__file__).resolve().parent / "_data"
@@ -139,56 +138,16 @@ def place_runtime_wheel(package: Shipped, version: str, service: Path) -> Path:
     return wheels / wheel.name
 
 
-@contextmanager
-def template_git_env(bundle: Path) -> Iterator[None]:
-    """Within the block, git (and so Copier) reads TEMPLATE_URL from `bundle`."""
-    # Copier runs git through plumbum, whose environment is a copy of os.environ taken at
-    # import: both are given the setting, and both are restored after.
-    from plumbum import local
-
-    index = int(os.environ.get("GIT_CONFIG_COUNT", "0") or 0)
-    # Copier keeps a mirror of each remote template in a cache shared by every run; two lls
-    # runs at once raced on it ("bad object worktrees/..."). Each run gets its own.
-    cache = tempfile.mkdtemp(prefix="lls-copier-cache-")
-    added = {
-        "GIT_CONFIG_COUNT": str(index + 1),
-        f"GIT_CONFIG_KEY_{index}": f"url.{bundle}.insteadOf",
-        f"GIT_CONFIG_VALUE_{index}": TEMPLATE_URL,
-        "COPIER_CACHE_DIR": cache,
-    }
-    saved = {key: os.environ.get(key) for key in added}
-    os.environ.update(added)
-    try:
-        with local.env(**added):
-            yield
-    finally:
-        shutil.rmtree(cache, ignore_errors=True)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def read_template_file(bundle: Path, ref: str, path: str) -> str:
     """The text of `path` in the template at tag `ref` (e.g. copier.yml at v0.1.0)."""
+    return _read_template_file(bundle, bundle.stat().st_mtime_ns, ref, path)
+
+
+@functools.lru_cache(maxsize=64)
+def _read_template_file(bundle: Path, stamp: int, ref: str, path: str) -> str:
     with tempfile.TemporaryDirectory(prefix="lls-template-") as clone:
+        git(Path(clone), "clone", "--quiet", "--no-checkout", str(bundle), clone)
         try:
-            subprocess.run(
-                ["git", "clone", "--quiet", "--no-checkout", str(bundle), clone],
-                check=True,
-                capture_output=True,
-            )
-            shown = subprocess.run(
-                ["git", "-C", clone, "show", f"{ref}:{path}"],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-        except FileNotFoundError as error:
-            raise LlsError("git is needed to read the template; install git") from error
-        except subprocess.CalledProcessError as error:
-            raise LlsError(
-                f"cannot read {path} of template {ref}: {error.stderr.strip()}"
-            ) from error
-    return shown.stdout
+            return git(Path(clone), "show", f"{ref}:{path}")
+        except LlsError as error:
+            raise LlsError(f"cannot read {path} of template {ref}: {error}") from error
