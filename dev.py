@@ -5,6 +5,7 @@
     python3 dev.py test    # set up, then ruff, mypy and the whole test suite
     python3 dev.py build   # build both wheels (lls and the serving runtime) into dist/
     python3 dev.py bench   # set up, then run the benchmark in bench/
+    python3 dev.py bench fleet   # set up, then time `lls fleet status` over 200 repositories
 
 Everything goes into .venv beside this file; nothing outside it is touched but the Debian
 packages the checkers need (installed with apt-get when running as root).
@@ -72,6 +73,9 @@ def main(argv: list[str]) -> None:
     elif job == "demo":
         build()
         run(BIN / "python", ROOT / "tools" / "demo.py", env=env, cwd=ROOT)
+    elif job == "bench" and argv[2:3] == ["fleet"]:  # `lls fleet status` over 200 repositories
+        build()
+        run(BIN / "python", ROOT / "bench" / "fleet.py", *argv[3:], env=env, cwd=ROOT)
     elif job == "bench":
         ensure_debian_packages()
         requirements = ROOT / "bench" / "requirements.txt"

@@ -1,6 +1,6 @@
 """The `lls` command. The only package that prints, prompts or chooses an exit status."""
 
-from . import _check, _new, _upgrade, _versions  # noqa: F401 - each adds its commands
+from . import _check, _fleet, _new, _upgrade, _versions  # noqa: F401 - each adds its commands
 from ._app import app
 
 
