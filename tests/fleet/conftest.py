@@ -94,7 +94,8 @@ class Fleet:
 def _make(lls: Lls, services: Path, remotes: Path, service: Service) -> None:
     made = lls(
         "new", service.name, "--defaults", "--version", service.release,
-        "--data", f"team={service.team}", "--data", "framework=custom",
+        "--data", f"team={service.team}", "--data", f"service_name={service.name}",
+        "--data", "framework=custom",
         cwd=services, env=lls_env(),
     )  # fmt: skip
     assert made.returncode == 0, made.output

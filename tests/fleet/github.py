@@ -14,6 +14,7 @@ import inspect
 import json
 import re
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,8 +31,10 @@ from pydantic import TypeAdapter, ValidationError
 API_VERSIONS = {"2022-11-28", "2026-03-10"}  # the versions GitHub's REST API answers
 MEDIA_TYPES = {"application/vnd.github+json", "application/vnd.github.v3+json"}
 PULLS = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/pulls$")
+# The query parameters of "List pull requests" and their types, from githubkit's client of it
+# (its annotations are strings: evaluated in its module, where Missing and Literal are).
 _LIST_PARAMETERS = {
-    name: parameter.annotation
+    name: eval(str(parameter.annotation), vars(sys.modules[PullsClient.__module__]))
     for name, parameter in inspect.signature(PullsClient.list).parameters.items()
     if name not in {"self", "owner", "repo", "headers", "stream"}
 }

@@ -75,7 +75,7 @@ def test_sources_are_lists_of_paths_and_urls_and_a_failing_one_is_a_row(fleet: F
     done = fleet("fleet", "status", listing, "--json")
     assert done.returncode == 1, done.output  # a source could not be read
     result = json.loads(done.stdout)
-    assert result["summary"] == {"services": 3, "current": 1, "behind": 2, "failed": 1}
+    assert result["summary"] == {"services": 3, "current": 2, "behind": 1, "failed": 1}
     failed, *rows = result["services"]
     assert failed["source"] == "https://github.com/acme/no-such-service.git"
     assert "git clone" in failed["error"]
@@ -106,7 +106,7 @@ def test_predicted_conflicts_are_listed_and_nothing_is_touched(fleet: Fleet) -> 
     assert rows["svc-01"]["conflicts"] == []
     assert rows["svc-04"]["conflicts"] is None  # current: nothing to predict
     table = fleet("fleet", "status", *paths, "--predict-conflicts")
-    (line,) = [line for line in table.stdout.splitlines() if line.startswith(CONFLICTING)]
+    (line,) = [line for line in table.stdout.splitlines() if line.split()[:1] == [CONFLICTING]]
     assert line.split()[-1] == "README.md"
     for name in names:
         assert (snapshot(fleet.service(name)), refs(fleet.remote(name))) == before[name]

@@ -94,7 +94,7 @@ def test_push_moves_every_clean_service_and_a_second_run_changes_nothing(fleet: 
 
     table = fleet("fleet", "upgrade", fleet.services)
     assert table.returncode == 1
-    (line,) = [line for line in table.stdout.splitlines() if line.startswith(CONFLICTING)]
+    (line,) = [line for line in table.stdout.splitlines() if line.split()[:1] == [CONFLICTING]]
     assert "conflicts in README.md" in line
     assert table.stdout.splitlines()[-1] == (
         f"20 repositories to {NEWEST}: 14 upgraded, 1 conflicts, 5 current."
