@@ -164,3 +164,18 @@ def test_ctrl_c_leaves_no_repository_half_changed(fleet: Fleet, tmp_path: Path) 
     for name in names[1:]:
         assert snapshot(fleet.service(name)) == before[name]
     assert list(scratch.iterdir()) == []
+
+
+def test_a_url_without_push_says_the_branch_stayed_in_lls_clone(fleet: Fleet) -> None:
+    url = "https://github.com/acme/svc-01.git"
+    done = fleet("fleet", "upgrade", url, "--json")
+    assert done.returncode == 0, done.output
+    (outcome,) = json.loads(done.stdout)["repositories"]
+    assert (outcome["source"], outcome["state"], outcome["pushed"]) == (url, "upgraded", False)
+    assert outcome["reason"] == f"in lls's clone of {url} only: --push publishes it"
+    assert _branch("svc-01") not in refs(fleet.remote("svc-01"))
+    pushed = fleet("fleet", "upgrade", url, "--push", "--json")
+    assert pushed.returncode == 0, pushed.output
+    (outcome,) = json.loads(pushed.stdout)["repositories"]
+    assert (outcome["already"], outcome["pushed"]) == (True, True)  # not upgraded again
+    assert _branch("svc-01") in refs(fleet.remote("svc-01"))

@@ -113,11 +113,14 @@ def _one(children: Children, package: Shipped, plan: Plan, member: Member) -> Ou
     if member.url:  # lls's own clone of the URL: its remote is the URL
         plan = replace(plan, remote="origin")
     try:
-        return _upgraded(children, plan, base, top, member.path.relative_to(top))
+        done = _upgraded(children, plan, base, top, member.path.relative_to(top))
     except Interrupted:
         return replace(base, state="interrupted", reason="interrupted; nothing was changed")
     except LlsError as error:
         return replace(base, reason=str(error))
+    if member.url and not plan.push and done.state == "upgraded":
+        return replace(done, reason=f"in lls's clone of {member.url} only: --push publishes it")
+    return done
 
 
 def _upgraded(children: Children, plan: Plan, base: Outcome, top: Path, inside: Path) -> Outcome:
