@@ -145,9 +145,12 @@ def renames(package: Shipped, old: Release, new: Release) -> tuple[tuple[str, st
             continue
         words = [str(word) for word in command]
         if words[:2] == ["git", "mv"]:
-            paths = [word for word in words[2:] if not word.startswith("-")]
-            if len(paths) == 2:
-                moved.append((paths[0], paths[1]))
+            *sources, target = [word for word in words[2:] if not word.startswith("-")]
+            if len(sources) == 1 and not target.endswith("/"):
+                moved.append((sources[0], target))
+            else:  # git mv A B ... DIR/: each into the directory, under its own name
+                folder = target.rstrip("/")
+                moved += [(source, f"{folder}/{source.rsplit('/', 1)[-1]}") for source in sources]
     return tuple(moved)
 
 
