@@ -23,7 +23,12 @@ def lls_check(lls: Lls, where: Path, *args: str, env: dict[str, str] | None = No
 
 @pytest.fixture
 def service(origin: Origin, tmp_path: Path) -> Path:
-    return origin.clone(tmp_path / SERVICE)
+    """The team's service, but for its edit of the dashboard: none of the platform's files."""
+    service = origin.clone(tmp_path / SERVICE)
+    dashboard = "observability/dashboard.json"
+    (service / dashboard).write_text(git(service, "show", f"HEAD~1:{dashboard}"))
+    git(service, "commit", "--quiet", "--all", "-m", "The platform's dashboard, as it was")
+    return service
 
 
 @pytest.fixture
