@@ -12,9 +12,9 @@ from ._http import App
 from ._logs import JsonLog
 from ._metrics import Metrics
 from ._offload import Offload
-from ._registry import Registry, plan_from_config
+from ._registry import Registry
 from ._settings import HttpSettings
-from ._sync import PlanStore
+from ._sync import PlanCollector, follow_plan
 from ._tracing import Tracing
 
 
@@ -22,23 +22,24 @@ def create_app(
     config_path: str | Path | None = None,
     settings: HttpSettings | None = None,
     state_dir: str | Path | None = None,
+    overrides: str | Path | None = None,
 ) -> App:
     """Load every configured model and version (self-tests included) and return the app.
 
     Call it before forking workers so they share the loaded models; `state_dir` is where the
-    workers share run-time changes (a new temporary folder by default).
+    workers share run-time changes (a new temporary folder by default). `overrides` is the
+    overrides file (by default $SERVING_RUNTIME_OVERRIDES, if set).
     """
     path = Path(config_path) if config_path is not None else find_config()
     config = load_config(path)
     log = JsonLog()
     registry = Registry(config.root)
     registry.on_change.append(lambda event, fields: _log_change(log, event, fields))
-    registry.apply(plan_from_config(config))
     folder = Path(state_dir) if state_dir is not None else Path(tempfile.mkdtemp(prefix="lls-"))
-    store = PlanStore(folder)
-    store.write(registry.plan)
+    follower = follow_plan(config, folder, registry, log, overrides=overrides)
     metrics = Metrics(lambda: registry.snapshot)
-    dataplane = DataPlane(registry, store, log)
+    metrics.registry.register(PlanCollector(follower))
+    dataplane = DataPlane(registry, follower, log)
     dataplane.offload = Offload(folder / "offload.sock", config.recording, metrics)
     app = App(dataplane, metrics, log, settings or HttpSettings())
     app.tracing = dataplane.tracing = Tracing.from_environment(config.root.name, log)

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from ._config import find_config, load_config
+from ._config import ServiceConfig, find_config, load_config
 from ._errors import ModelLoadError, ServingRuntimeError
 from ._model import import_class
 from ._version import __version__
@@ -94,6 +94,13 @@ def _parser() -> argparse.ArgumentParser:
         "(for libraries that are not fork-safe) [$SERVING_RUNTIME_NO_PRELOAD]",
     )
     serve.add_argument(
+        "--overrides",
+        type=Path,
+        default=_env("OVERRIDES", "") or None,
+        help="a partial models.yaml (models.<id>.primary) applied over it at start and "
+        "whenever the file changes [$SERVING_RUNTIME_OVERRIDES]",
+    )
+    serve.add_argument(
         "--admin-token",
         default=_env("ADMIN_TOKEN", "") or None,
         help="token for /admin calls from other hosts; without it only this host may "
@@ -125,6 +132,11 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="validate models.yaml and import every class")
     _config_flag(check)
+    check.add_argument(
+        "--overrides",
+        type=Path,
+        help="also check an overrides file against models.yaml (models and versions it names)",
+    )
 
     records = commands.add_parser(
         "records", help="read recorded outputs back, as JSON lines or as new test_data"
@@ -203,6 +215,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = args.config or find_config()
     load_config(config)  # a bad file is reported here, before any worker starts
+    if args.overrides is not None:  # read by every process the server starts, forked or not
+        os.environ["SERVING_RUNTIME_OVERRIDES"] = str(args.overrides.absolute())
     binds = args.bind or _env("BIND", "127.0.0.1:8080").split(",")
     server = ServerSettings(
         bind=tuple(binds),
@@ -289,7 +303,22 @@ def _check(args: argparse.Namespace) -> int:
         raise ServingRuntimeError(f"{path}:\n  " + "\n  ".join(problems))
     versions = sum(len(m.versions) for m in config.models.values())
     print(f"{path}: {len(config.models)} model(s), {versions} version(s), all importable")
+    if args.overrides is not None:
+        _check_overrides(config, args.overrides)
     return 0
+
+
+def _check_overrides(config: ServiceConfig, path: Path) -> None:
+    from ._overrides import check_overrides
+
+    try:
+        problems = check_overrides(config, path.read_text(encoding="utf-8"), str(path))
+    except OSError as exc:
+        raise ServingRuntimeError(f"{path}: cannot be read: {exc}") from None
+    if problems:
+        lines = [f"{model_id or '(file)'}: {why}" for model_id, why in problems.items()]
+        raise ServingRuntimeError(f"{path}:\n  " + "\n  ".join(lines))
+    print(f"{path}: applies over {config.root / 'models.yaml'}")
 
 
 def _records(args: argparse.Namespace) -> int:
@@ -329,10 +358,18 @@ def _records(args: argparse.Namespace) -> int:
 def _models(args: argparse.Namespace) -> int:
     listing = _call(args.url, "GET", "/models")
     for model in listing["models"]:
-        print(f"{model['model_id']}  primary={model['primary']}")
+        asked = (model.get("override") or {}).get("primary")
+        override = f"  (overrides file: {asked})" if asked else ""
+        print(f"{model['model_id']}  primary={model['primary']}{override}")
         for v in model["versions"]:
             problem = f"({v['problem']})" if v.get("problem") else ""
             print(f"  {v['version']:<12} {v['state']:<8} {problem}".rstrip())
+    overrides = listing.get("overrides") or {}
+    if overrides.get("path"):
+        problems = overrides.get("problems") or {}
+        print(f"overrides {overrides['path']}: {'refused in part' if problems else 'applied'}")
+        for model_id, why in problems.items():
+            print(f"  {model_id or '(file)'}: {why}")
     return 0
 
 
@@ -348,6 +385,9 @@ def _admin(args: argparse.Namespace) -> int:
     path = f"/admin/models/{args.model_id}/{args.operation}"
     result = _call(args.url, "POST", path, body, args.token)
     print(f"{result['model_id']}: {args.operation} done; primary is now {result['primary']}")
+    if result.get("pending"):
+        pids = ", ".join(str(pid) for pid in result["pending"])
+        print(f"still loading in worker(s) {pids}: each switches once it has loaded")
     return 0
 
 
@@ -360,7 +400,8 @@ def _call(
     data = None if body is None else orjson.dumps(body)
     request = urllib.request.Request(url.rstrip("/") + path, data, headers, method=method)
     try:
-        with urllib.request.urlopen(request, timeout=120) as response:
+        # A load waits for every worker to load and self-test the version.
+        with urllib.request.urlopen(request, timeout=900) as response:
             answer: dict[str, Any] = orjson.loads(response.read())
             return answer
     except urllib.error.HTTPError as exc:

@@ -161,7 +161,7 @@ def load_config(path: Path) -> ServiceConfig:
     try:
         config = ServiceConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {_describe(exc)}") from None
+        raise ConfigError(f"{path}: {describe_validation_error(exc)}") from None
     root = path.resolve().parent
     if config.recording is not None and not config.recording.path.is_absolute():
         recording = config.recording.model_copy(update={"path": root / config.recording.path})
@@ -169,7 +169,8 @@ def load_config(path: Path) -> ServiceConfig:
     return config.model_copy(update={"root": root})
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line: every problem pydantic found, with where."""
     problems = []
     for error in exc.errors():
         where = ".".join(str(part) for part in error["loc"]) or "(top level)"

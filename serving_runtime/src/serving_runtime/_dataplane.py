@@ -6,17 +6,18 @@ operation, so a change made through any worker is seen by all.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._changes import apply_change
 from ._errors import PredictFailed
 from ._logs import JsonLog
 from ._model import SelfTestReport, ServedModel
-from ._registry import Plan, Registry, VersionSpec
-from ._sync import FileKey, PlanStore
+from ._overrides import overrides_problems
+from ._registry import Registry, VersionSpec
+from ._sync import Follower
 from ._tracing import Tracing
 
 if TYPE_CHECKING:
@@ -35,28 +36,20 @@ class Prediction:
 class DataPlane:
     """Infer, report and change models, for any transport."""
 
-    def __init__(self, registry: Registry, store: PlanStore, log: JsonLog) -> None:
+    def __init__(self, registry: Registry, follower: Follower, log: JsonLog) -> None:
         self.registry = registry
+        self.follower = follower
         self.offload: Offload | None = None  # shadows and recording, when wired
         self.tracing: Tracing | None = None  # spans, when an OTLP endpoint is configured
-        self._store = store
         self._log = log
-        self._seen: FileKey | None = store.key()
-        self._syncing = threading.Lock()
 
     def sync(self) -> None:
-        """Take in a plan written by another worker, if there is a new one."""
-        key = self._store.key()
-        if key == self._seen or key is None:
-            return
-        # One thread reconciles; the others keep answering from the current snapshot.
-        if not self._syncing.acquire(blocking=False):
-            return
-        try:
-            self.registry.apply(self._store.read())
-            self._seen = key
-        finally:
-            self._syncing.release()
+        """Follow the shared plan from this process (a fresh worker starts to here).
+
+        Once it follows, a thread of its own takes in every change: nothing on the request path
+        waits for a change or loads a model.
+        """
+        self.follower.ensure_running()
 
     def infer(
         self,
@@ -131,42 +124,43 @@ class DataPlane:
                     "model_id": model_id,
                     "primary": entry.plan.primary,
                     "rollback_to": entry.plan.history[-1] if entry.plan.history else None,
+                    "override": {"primary": entry.plan.asked, "refused": entry.plan.refused},
                     "versions": versions,
                 }
             )
         return listing
 
+    def overrides(self) -> dict[str, Any]:
+        """The overrides file as this worker last took it in: path, digest and what is refused."""
+        plan = self.follower.plan
+        if plan is None:
+            return {"path": None, "digest": None, "problems": {}}
+        return {
+            "path": plan.overrides.path,
+            "digest": plan.overrides.digest,
+            "problems": overrides_problems(plan),
+        }
+
     def change(self, operation: str, model_id: str, **arguments: Any) -> dict[str, Any]:
-        """Promote, roll back, load or unload, for every worker; logged."""
-        with self._store.locked():
-            self.sync_now()
-            plan: Plan
-            if operation == "promote":
-                plan = self.registry.promote(model_id, arguments["version"])
-            elif operation == "rollback":
-                plan = self.registry.rollback(model_id)
-            elif operation == "load":
-                spec = arguments.get("spec")
-                assert spec is None or isinstance(spec, VersionSpec)
-                plan = self.registry.load_version(model_id, arguments["version"], spec)
-            elif operation == "unload":
-                plan = self.registry.unload(model_id, arguments["version"])
-            else:
-                raise ValueError(operation)
-            self._seen = self._store.write(plan)
-        primary = plan[model_id].primary
+        """Promote, roll back, load or unload, for every worker; logged.
+
+        Answers once every worker serves the change (see `_changes.py`).
+        """
+        self.sync()
+        result = apply_change(self.follower, operation, model_id, **arguments)
         self._log.event(
-            "info", "admin_" + operation, model_id=model_id, primary=primary, **_plain(arguments)
+            "info",
+            "admin_" + operation,
+            model_id=model_id,
+            primary=result["primary"],
+            **_plain(arguments),
         )
-        return {"model_id": model_id, "operation": operation, "primary": primary}
+        return result
 
     def sync_now(self) -> None:
-        """Take in the newest plan, waiting for a reconcile under way in another thread."""
-        with self._syncing:
-            key = self._store.key()
-            if key is not None and key != self._seen:
-                self.registry.apply(self._store.read())
-                self._seen = key
+        """Take in the newest plan now, loading what it needs: a worker does before it serves."""
+        self.follower.ensure_running()
+        self.follower.catch_up()
 
 
 def _predict(model: ServedModel, inputs: Any) -> Any:

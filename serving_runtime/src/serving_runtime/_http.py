@@ -235,7 +235,8 @@ class App:
 
     def list_models(self, request: Request) -> Response:
         """GET /models: every model, its versions, their state and self-test results."""
-        return 200, orjson.dumps({"models": self.dataplane.models()}), [JSON_HEADER]
+        listing = {"models": self.dataplane.models(), "overrides": self.dataplane.overrides()}
+        return 200, orjson.dumps(listing), [JSON_HEADER]
 
     def prometheus(self, request: Request) -> Response:
         """GET /metrics: Prometheus text format."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import math
 import sys
@@ -66,6 +67,27 @@ class ServedModel:
     def predict(self, features: Any) -> Any:
         """Validate `features` and run the team's predict()."""
         return self.instance.predict(self.prepare(features))
+
+
+def artifact_digest(path: Path) -> str | None:
+    """sha256 of an artifact: a file's bytes, or a folder's files (names and bytes) in order.
+
+    None when there is nothing at `path`.
+    """
+    if path.is_file():
+        return _file_digest(path)
+    if not path.is_dir():
+        return None
+    whole = hashlib.sha256()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        whole.update(item.relative_to(path).as_posix().encode() + b"\0")
+        whole.update(_file_digest(item).encode())
+    return whole.hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def import_class(

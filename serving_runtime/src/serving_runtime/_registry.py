@@ -1,13 +1,10 @@
-"""Every model and version one process serves, and the changes made to them at run time.
+"""Every model and version one process serves.
 
-The registry holds an immutable snapshot that requests read without locks; a change builds a
-new snapshot, loading and self-testing any new version first, then swaps it in. A version that
-fails to load or fails its self-tests is kept and reported, but never serves and never replaces
-a version that does.
-
-What should be served is a `Plan` (plain data: primary, rollback history and the versions with
-their artifact and class). Every worker reconciles its registry with the same plan, so a change
-made in one worker reaches all of them (see `_sync.py`).
+The registry holds an immutable snapshot that requests read without locks. `apply` brings it
+to a plan (`_plan.py`): it loads and self-tests what is new, then swaps the new snapshot in, so
+a request sees either the old models or the new ones. A version that fails to load or fails its
+self-tests is kept and reported, but never serves; `apply` returns those the plan meant to serve,
+so that the pod stops serving them too (`_sync.py`).
 """
 
 from __future__ import annotations
@@ -20,34 +17,21 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ._config import ServiceConfig
-from ._errors import Conflict, ModelLoadError, NotFound, NotReady, Unprocessable
-from ._model import SelfTestReport, ServedModel, load_model
+from ._errors import ModelLoadError, NotFound, NotReady
+from ._model import SelfTestReport, ServedModel, artifact_digest, load_model
+from ._plan import ModelPlan, Plan, VersionSpec, plan_from_config
 
-
-@dataclass(frozen=True)
-class VersionSpec:
-    """What is needed to load a version: its class and its artifact."""
-
-    class_path: str
-    artifact: str | None = None
-    shadow: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain data for the plan file."""
-        return {"class": self.class_path, "artifact": self.artifact, "shadow": self.shadow}
-
-
-@dataclass(frozen=True)
-class ModelPlan:
-    """What one model should serve."""
-
-    primary: str
-    versions: Mapping[str, VersionSpec]
-    history: tuple[str, ...] = ()  # earlier primaries, newest last: where rollback goes
-
-
-Plan = Mapping[str, ModelPlan]
+__all__ = [
+    "Failure",
+    "ModelEntry",
+    "ModelPlan",
+    "Plan",
+    "Registry",
+    "Snapshot",
+    "VersionEntry",
+    "VersionSpec",
+    "plan_from_config",
+]
 
 
 @dataclass(frozen=True)
@@ -61,8 +45,8 @@ class VersionEntry:
 
     @property
     def passed(self) -> bool:
-        """Loaded and every self-test row matched: the only versions that may serve."""
-        return self.model is not None and self.model.selftest.passed
+        """Loaded, every self-test row matched, and no process found it failing."""
+        return self.model is not None and self.model.selftest.passed and self.spec.failed is None
 
     @property
     def selftest(self) -> SelfTestReport | None:
@@ -75,11 +59,12 @@ class VersionEntry:
         if self.error is not None:
             return self.error
         report = self.selftest
-        if report is None or report.passed:
-            return None
-        if report.error is not None:
-            return f"self-test could not run: {report.error}"
-        return f"failed its self-tests ({len(report.failures)} of {len(report.rows)} rows missed)"
+        if report is not None and not report.passed:
+            if report.error is not None:
+                return f"self-test could not run: {report.error}"
+            missed = f"{len(report.failures)} of {len(report.rows)} rows missed"
+            return f"failed its self-tests ({missed})"
+        return self.spec.failed
 
 
 @dataclass(frozen=True)
@@ -115,22 +100,7 @@ class ModelEntry:
 
 Snapshot = Mapping[str, ModelEntry]
 Loader = Callable[[str, str, VersionSpec], ServedModel]
-
-
-def plan_from_config(config: ServiceConfig) -> dict[str, ModelPlan]:
-    """The plan models.yaml describes: every version loaded, its primary serving."""
-    plan = {}
-    for model_id, model in config.models.items():
-        versions = {
-            version: VersionSpec(
-                model.class_for(version),
-                None if v.artifact is None else str(config.root / v.artifact),
-                v.shadow,
-            )
-            for version, v in model.versions.items()
-        }
-        plan[model_id] = ModelPlan(model.primary, MappingProxyType(versions))
-    return plan
+Failure = tuple[str, str, str]  # model id, version, why it cannot serve here
 
 
 class Registry:
@@ -140,7 +110,10 @@ class Registry:
         self.root = root
         self._load = loader or self._load_from_disk
         self._snapshot: Snapshot = MappingProxyType({})
-        self._lock = threading.Lock()  # one change at a time; reads never wait for it
+        self._lock = threading.Lock()  # one apply at a time; reads never wait for it
+        # Versions loaded ahead of the plan that will name them (an admin load), by source.
+        self._prepared: dict[tuple[str, str, tuple[Any, ...]], VersionEntry] = {}
+        self._prepared_lock = threading.Lock()
         self.on_change: list[Callable[[str, dict[str, Any]], None]] = []
 
     @property
@@ -166,7 +139,8 @@ class Registry:
         if version is None:
             serving = entry.serving
             if serving is None:
-                reason = entry.versions[entry.plan.primary].problem
+                found = entry.versions.get(entry.plan.primary)
+                reason = found.problem if found is not None else "is not loaded"
                 raise NotReady(
                     f"model {model_id!r} has no serving version: "
                     f"primary {entry.plan.primary!r} {reason}"
@@ -180,27 +154,54 @@ class Registry:
             raise NotReady(f"model {model_id!r} version {version!r} {found.problem}")
         return found.model
 
-    def apply(self, plan: Plan) -> None:
-        """Serve `plan`: load what is new, drop what is gone, switch primaries."""
-        with self._lock:
-            self._snapshot = self._reconcile(self._snapshot, plan)
+    def apply(self, plan: Plan) -> list[Failure]:
+        """Serve `plan`: load what is new, drop what is gone, switch primaries.
 
-    def _reconcile(self, current: Snapshot, plan: Plan) -> Snapshot:
+        Returns the versions the plan may serve (not marked failed) that cannot serve here.
+        """
+        with self._lock:
+            failures: list[Failure] = []
+            self._snapshot = self._reconcile(self._snapshot, plan, failures)
+            return failures
+
+    def prepare(self, model_id: str, version: str, spec: VersionSpec) -> VersionEntry:
+        """Load and self-test a version ahead of the plan that will name it; `apply` takes it."""
+        entry = self._load_entry(model_id, version, spec)
+        if entry.passed:
+            with self._prepared_lock:
+                self._prepared[(model_id, version, spec.source)] = entry
+        return entry
+
+    def discard_prepared(self, model_id: str, version: str) -> None:
+        """Forget what `prepare` loaded for a version, if no plan took it."""
+        with self._prepared_lock:
+            for key in [k for k in self._prepared if k[:2] == (model_id, version)]:
+                del self._prepared[key]
+
+    def _reconcile(self, current: Snapshot, plan: Plan, failures: list[Failure]) -> Snapshot:
         models = {}
         for model_id, model_plan in plan.items():
             old = current.get(model_id)
             versions = {}
             for version, spec in model_plan.versions.items():
                 kept = old.versions.get(version) if old else None
-                if kept is None or _source(kept.spec) != _source(spec):
-                    kept = self._load_entry(model_id, version, spec)
-                elif kept.spec != spec:  # only its role changed: keep the loaded model
+                if kept is None or kept.spec.source != spec.source:
+                    kept = self._take_prepared(model_id, version, spec)
+                    if kept is None:
+                        kept = self._load_entry(model_id, version, spec)
+                if kept.spec != spec:  # its role or pod-wide state changed: same model
                     kept = replace(kept, spec=spec)
+                if spec.failed is None and not kept.passed:
+                    failures.append((model_id, version, kept.problem or "cannot serve"))
                 versions[version] = kept
             models[model_id] = ModelEntry(model_id, model_plan, MappingProxyType(versions))
             if old is None or old.plan.primary != model_plan.primary:
                 self._say("primary", model_id=model_id, version=model_plan.primary)
         return MappingProxyType(models)
+
+    def _take_prepared(self, model_id: str, version: str, spec: VersionSpec) -> VersionEntry | None:
+        with self._prepared_lock:
+            return self._prepared.pop((model_id, version, spec.source), None)
 
     def _load_entry(self, model_id: str, version: str, spec: VersionSpec) -> VersionEntry:
         try:
@@ -219,97 +220,15 @@ class Registry:
 
     def _load_from_disk(self, model_id: str, version: str, spec: VersionSpec) -> ServedModel:
         artifact = None if spec.artifact is None else self.root / spec.artifact
+        if spec.digest is not None and artifact is not None:
+            found = artifact_digest(artifact)
+            if found != spec.digest:
+                raise ModelLoadError(
+                    f"artifact {artifact} is not the one loaded at run time "
+                    f"(sha256 {found or 'none: it does not exist'}, expected {spec.digest})"
+                )
         return load_model(model_id, version, spec.class_path, artifact, self.root)
 
     def _say(self, event: str, **fields: Any) -> None:
         for listener in self.on_change:
             listener(event, fields)
-
-    # Run-time changes: each returns the new plan, after this process has applied it.
-
-    def load_version(self, model_id: str, version: str, spec: VersionSpec | None) -> Plan:
-        """Add (or reload) a version; refused unless it loads and passes its self-tests."""
-        with self._lock:
-            entry = self._entry(model_id)
-            if spec is None:
-                spec = entry.plan.versions.get(version)
-                if spec is None:
-                    raise NotFound(
-                        f"model {model_id!r} has no version {version!r}: give its artifact"
-                    )
-            candidate = self._load_entry(model_id, version, spec)
-            if not candidate.passed:
-                raise Unprocessable(
-                    f"model {model_id!r} version {version!r} {candidate.problem}; nothing changed"
-                )
-            plan = dict(self.plan)
-            plan[model_id] = replace(
-                entry.plan, versions=MappingProxyType({**entry.plan.versions, version: spec})
-            )
-            versions = {**entry.versions, version: candidate}
-            models = dict(self._snapshot)
-            models[model_id] = ModelEntry(model_id, plan[model_id], MappingProxyType(versions))
-            self._snapshot = MappingProxyType(models)
-            return plan
-
-    def promote(self, model_id: str, version: str) -> Plan:
-        """Make `version` the primary; it must be loaded and passing."""
-        entry = self._entry(model_id)
-        if version == entry.plan.primary:
-            raise Conflict(f"model {model_id!r} version {version!r} is already primary")
-        self._check_can_serve(entry, version)
-        history = (*entry.plan.history, entry.plan.primary)
-        return self._set_primary(model_id, version, history)
-
-    def rollback(self, model_id: str) -> Plan:
-        """Go back to the previous primary that can still serve."""
-        entry = self._entry(model_id)
-        history = list(entry.plan.history)
-        while history:
-            candidate = history.pop()
-            if candidate in entry.versions and entry.versions[candidate].passed:
-                return self._set_primary(model_id, candidate, tuple(history))
-        raise Conflict(f"model {model_id!r} has no earlier primary to roll back to")
-
-    def unload(self, model_id: str, version: str) -> Plan:
-        """Drop a version that is not primary."""
-        entry = self._entry(model_id)
-        if version not in entry.versions:
-            raise NotFound(f"model {model_id!r} has no version {version!r}")
-        if version == entry.plan.primary:
-            raise Conflict(
-                f"model {model_id!r} version {version!r} is primary; promote another first"
-            )
-        versions = {v: s for v, s in entry.plan.versions.items() if v != version}
-        history = tuple(v for v in entry.plan.history if v != version)
-        return self._change(model_id, replace(entry.plan, versions=versions, history=history))
-
-    def _set_primary(self, model_id: str, version: str, history: tuple[str, ...]) -> Plan:
-        current = self._entry(model_id).plan
-        versions = dict(current.versions)
-        versions[version] = replace(versions[version], shadow=False)  # a primary is no shadow
-        plan = replace(current, primary=version, history=history, versions=versions)
-        return self._change(model_id, plan)
-
-    def _change(self, model_id: str, model_plan: ModelPlan) -> Plan:
-        plan = {**self.plan, model_id: model_plan}
-        self.apply(plan)
-        return plan
-
-    def _entry(self, model_id: str) -> ModelEntry:
-        entry = self._snapshot.get(model_id)
-        if entry is None:
-            raise NotFound(f"unknown model {model_id!r}")
-        return entry
-
-    @staticmethod
-    def _check_can_serve(entry: ModelEntry, version: str) -> None:
-        found = entry.versions.get(version)
-        if found is None:
-            raise NotFound(f"model {entry.model_id!r} has no version {version!r}")
-        if not found.passed:
-            raise Conflict(f"model {entry.model_id!r} version {version!r} {found.problem}")
-
-
-def _source(spec: VersionSpec) -> tuple[str, str | None]:
-    return spec.class_path, spec.artifact

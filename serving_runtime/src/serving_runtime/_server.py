@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -19,7 +20,7 @@ from ._errors import ServingRuntimeError
 from ._settings import HttpSettings, ServerSettings
 
 if TYPE_CHECKING:
-    from ._offload import OffloadSupervisor
+    from ._background import OffloadSupervisor
 
 # Inference libraries start one thread per core by default; with one worker per core that
 # oversubscribes the CPU, and an OpenMP pool started before fork can hang the workers.
@@ -138,7 +139,7 @@ class GracefulThreadWorker(ThreadWorker):  # type: ignore[misc]
 
 def _start_offload(app: Any) -> OffloadSupervisor | None:
     """The background process for shadows and records, forked while nothing else runs."""
-    from ._offload import OffloadSupervisor
+    from ._background import OffloadSupervisor
 
     dataplane = app.dataplane
     if dataplane.offload is None:
@@ -146,6 +147,25 @@ def _start_offload(app: Any) -> OffloadSupervisor | None:
     supervisor = OffloadSupervisor(dataplane, dataplane.offload, app.metrics, app.log)
     supervisor.start()
     return supervisor
+
+
+def _post_worker_init(worker: Any) -> None:
+    # Before its first connection, a worker (one forked later too) serves what the others
+    # serve: the shared plan, loaded here. It tells the master it is alive meanwhile.
+    dataplane = getattr(worker.wsgi, "dataplane", None)
+    if dataplane is None:
+        return
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(max(worker.timeout / 4, 0.5)):
+            worker.notify()
+
+    threading.Thread(target=beat, name="lls-boot-heartbeat", daemon=True).start()
+    try:
+        dataplane.sync_now()
+    finally:
+        done.set()
 
 
 def _child_exit(server: Any, worker: Any) -> None:
@@ -206,6 +226,7 @@ def serve(
         "max_requests_jitter": server.max_requests // 10,
         "preload_app": server.preload,
         "worker_tmp_dir": str(state_dir),
+        "post_worker_init": _post_worker_init,
         "child_exit": _child_exit,
         "proc_name": f"serving-runtime:{config_path.parent.name}",
         "accesslog": None,

@@ -1,34 +1,77 @@
-"""The plan file that carries run-time changes from the worker that made them to all the others.
+"""The plan every process of one server follows, and how a change reaches all of them.
 
-Each change is written whole to a new file and renamed over the old one, under an exclusive
-lock, so a reader sees either the old plan or the new one. A worker notices a change by the
-file's identity (inode and modification time, one stat() per request) and reconciles its
-registry with the new plan before it answers.
+The plan (`_plan.PodPlan`) is a file in the server's state folder, replaced whole (a new file
+renamed over the old one) under an exclusive lock, so a reader sees the old plan or the new one.
+Every process that serves (each worker, each worker forked later, the offload process) runs a
+`Follower`: a thread that notices a new plan or a changed overrides file, loads and self-tests
+what it needs off the request path, swaps its registry's snapshot, then says which plan it
+serves in a status file of its own. Requests never load anything and never wait for a change.
+
+A version that cannot serve in one process (its artifact is gone, its self-tests miss there) is
+marked failed in the plan, which moves its model back to a version every process can serve.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import tempfile
-from collections.abc import Iterator
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
 import orjson
+from prometheus_client.core import GaugeMetricFamily, Metric
 
-from ._registry import ModelPlan, Plan, VersionSpec
+from ._config import ServiceConfig
+from ._logs import JsonLog
+from ._overrides import OVERRIDES_ENV, OverridesFile, apply_overrides, overrides_problems
+from ._plan import PodPlan, mark_failed, plan_from_config
+from ._registry import Failure, Registry
 
 FileKey = tuple[int, int, int]
+POLL_SECONDS = 0.2  # how often a follower looks at the plan and the overrides file
+_WAIT_POLL_SECONDS = 0.02
+_COMPLAIN_SECONDS = 10.0
+
+
+def follow_plan(
+    config: ServiceConfig,
+    folder: Path,
+    registry: Registry,
+    log: JsonLog,
+    *,
+    overrides: str | Path | None = None,
+    role: str = "worker",
+) -> Follower:
+    """This process's follower of the plan in `folder`, caught up (its models loaded).
+
+    The first process of a server writes the plan, from models.yaml; then the overrides file
+    (`overrides`, else $SERVING_RUNTIME_OVERRIDES) is applied over it like any later change.
+    """
+    path = overrides if overrides is not None else os.environ.get(OVERRIDES_ENV) or None
+    store = PlanStore(folder)
+    store.create(PodPlan(MappingProxyType(plan_from_config(config))))
+    watched = OverridesFile(Path(path)) if path is not None else None
+    follower = Follower(registry, store, log, watched, role)
+    follower.catch_up()
+    return follower
 
 
 class PlanStore:
-    """A plan on disk, shared by every worker of one server."""
+    """The plan on disk, shared by every process of one server, and their statuses."""
 
     def __init__(self, folder: Path) -> None:
+        self.folder = folder
         self.path = folder / "plan.json"
         self._lock_path = folder / "plan.lock"
+        self._statuses = folder / "processes"
 
     def key(self) -> FileKey | None:
         """Identity of the current file: changes whenever a new plan is written."""
@@ -38,47 +81,251 @@ class PlanStore:
             return None
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
-    def read(self) -> Plan:
+    def read(self) -> PodPlan:
         """The plan as last written."""
-        data = orjson.loads(self.path.read_bytes())
-        return {
-            model_id: ModelPlan(
-                primary=m["primary"],
-                history=tuple(m["history"]),
-                versions=MappingProxyType(
-                    {
-                        v: VersionSpec(spec["class"], spec["artifact"], spec["shadow"])
-                        for v, spec in m["versions"].items()
-                    }
-                ),
-            )
-            for model_id, m in data["models"].items()
-        }
+        return PodPlan.from_dict(orjson.loads(self.path.read_bytes()))
 
-    def write(self, plan: Plan) -> FileKey | None:
-        """Replace the plan in one step; returns the new file's identity."""
-        data = {
-            "models": {
-                model_id: {
-                    "primary": m.primary,
-                    "history": list(m.history),
-                    "versions": {v: spec.as_dict() for v, spec in m.versions.items()},
-                }
-                for model_id, m in plan.items()
-            }
-        }
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".plan-")
+    def create(self, plan: PodPlan) -> PodPlan:
+        """Write the first plan, unless another process did: then that one."""
+        with self.locked():
+            if self.path.exists():
+                return self.read()
+            self._write(plan)
+            return plan
+
+    def change(self, edit: Callable[[PodPlan], PodPlan]) -> PodPlan:
+        """Read, edit and write the plan as one step; `edit` returning its input writes nothing."""
+        with self.locked():
+            current = self.read()
+            edited = edit(current)
+            if edited is current:
+                return current
+            edited = replace(edited, generation=current.generation + 1)
+            self._write(edited)
+            return edited
+
+    def _write(self, plan: PodPlan) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".plan-")
         with os.fdopen(fd, "wb") as f:
-            f.write(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+            f.write(orjson.dumps(plan.as_dict(), option=orjson.OPT_INDENT_2))
         os.replace(tmp, self.path)
-        return self.key()
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the plan for a read-change-write; other workers' changes wait."""
+        """Hold the plan for a read-change-write; other processes' changes wait."""
         with open(self._lock_path, "a+b") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
+
+    # Which plan each process serves: one small file per process.
+
+    def report(self, generation: int, role: str) -> None:
+        """Say that this process serves `generation` of the plan."""
+        self._statuses.mkdir(exist_ok=True)
+        pid = os.getpid()
+        data = {"pid": pid, "role": role, "generation": generation, "started": _started(pid)}
+        fd, tmp = tempfile.mkstemp(dir=self._statuses, prefix=".status-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(orjson.dumps(data))
+        os.replace(tmp, self._statuses / f"{pid}.json")
+
+    def forget(self) -> None:
+        """This process stops serving: nothing waits for it any more."""
+        with contextlib.suppress(OSError):
+            (self._statuses / f"{os.getpid()}.json").unlink()
+
+    def lagging(self, generation: int, role: str = "worker") -> list[int]:
+        """The live processes of `role` that serve a plan older than `generation`."""
+        behind = []
+        for path in self._statuses.glob("[0-9]*.json"):
+            try:
+                status = orjson.loads(path.read_bytes())
+            except (OSError, orjson.JSONDecodeError):
+                continue
+            if status.get("role") != role or status.get("generation", 0) >= generation:
+                continue
+            if _started(status["pid"]) == status.get("started"):  # alive, and not a reused pid
+                behind.append(int(status["pid"]))
+        return sorted(behind)
+
+    def wait_applied(self, generation: int, timeout: float) -> list[int]:
+        """Wait until every live worker serves `generation` (or later); the ones that do not."""
+        deadline = time.monotonic() + timeout
+        while True:
+            behind = [pid for pid in self.lagging(generation) if pid != os.getpid()]
+            if not behind or time.monotonic() >= deadline:
+                return behind
+            time.sleep(_WAIT_POLL_SECONDS)
+
+
+def _started(pid: int) -> int | None:
+    """When the process started (clock ticks since boot), or None if it is gone or a zombie."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    if fields[0] in {"Z", "X"}:
+        return None
+    return int(fields[19])
+
+
+class Follower:
+    """Keeps one process's registry on the shared plan, from a thread of its own."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        store: PlanStore,
+        log: JsonLog,
+        overrides: OverridesFile | None = None,
+        role: str = "worker",
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.overrides = overrides
+        self.role = role
+        self.plan: PodPlan | None = None  # the plan this process serves
+        self._log = log
+        self._pid = 0  # the process whose thread this is: a fork starts its own
+        self._start_lock = threading.Lock()
+        self._applying = threading.Lock()
+        self._wake = threading.Event()
+        self._seen_plan: FileKey | None = None
+        self._seen_overrides: tuple[int, ...] | None = None
+        self._reported: int | None = None  # the generation this process last said it serves
+        self._last_complaint = 0.0
+
+    @property
+    def running(self) -> bool:
+        """The thread runs in this process."""
+        return self._pid == os.getpid()
+
+    def ensure_running(self) -> None:
+        """In a process that does not follow yet (a fresh fork): catch up, then follow."""
+        if self._pid == os.getpid():
+            return
+        with self._start_lock:
+            if self._pid == os.getpid():
+                return
+            self._applying = threading.Lock()
+            self._wake = threading.Event()
+            self._reported = None
+            self._pid = os.getpid()
+            try:
+                self.catch_up()
+            finally:
+                threading.Thread(target=self._run, name="lls-follow", daemon=True).start()
+
+    def catch_up(self) -> PodPlan:
+        """Bring this process to the newest plan now (loading what it needs); returns it."""
+        with self._applying:
+            self._apply_overrides()
+            while True:
+                key = self.store.key()
+                if self.plan is not None and key == self._seen_plan:
+                    break
+                plan = self.store.read()
+                failures = self.registry.apply(plan.models)
+                self.plan, self._seen_plan = plan, key
+                if not failures:
+                    break
+                self._fail(failures)  # a new plan, which the next turn takes in
+            if self.running and self._reported != self.plan.generation:
+                self.store.report(self.plan.generation, self.role)
+                self._reported = self.plan.generation
+            return self.plan
+
+    def wake(self) -> None:
+        """Look at the plan now rather than at the next poll."""
+        self._wake.set()
+
+    def stop_reporting(self) -> None:
+        """This process stops serving: no change waits for it any more."""
+        self.store.forget()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(POLL_SECONDS)
+            self._wake.clear()
+            try:
+                self.catch_up()
+            except Exception:  # never let the thread die: the next poll tries again
+                now = time.monotonic()
+                if now - self._last_complaint >= _COMPLAIN_SECONDS:
+                    self._last_complaint = now
+                    self._log.event("error", "follow_failed", traceback=traceback.format_exc())
+
+    def _apply_overrides(self) -> None:
+        if self.overrides is None:
+            return
+        key = self.overrides.key()
+        if key == self._seen_overrides and self.plan is not None:
+            return
+        self._seen_overrides = key
+        read = self.overrides.read()
+        path = str(self.overrides.path)
+        before = self.store.read()
+        if before.overrides.digest == read.digest and before.overrides.path == path:
+            return
+        after = self.store.change(lambda plan: apply_overrides(plan, read, path, self._why_not))
+        if after.generation == before.generation or after.overrides.digest != read.digest:
+            return
+        if read.digest is None:
+            self._log.event("warning", "overrides_missing", path=path)
+        primaries = {m: p.primary for m, p in after.models.items()}
+        self._log.event("info", "overrides_applied", path=path, primaries=primaries)
+        for model_id, why in overrides_problems(after).items():
+            self._log.event("error", "overrides_refused", path=path, model_id=model_id, why=why)
+
+    def _why_not(self, model_id: str, version: str) -> str | None:
+        entry = self.registry.snapshot.get(model_id)
+        found = entry.versions.get(version) if entry is not None else None
+        return None if found is None or found.passed else found.problem
+
+    def _fail(self, failures: list[Failure]) -> None:
+        where = f"in process {os.getpid()}"
+
+        def edit(plan: PodPlan) -> PodPlan:
+            for model_id, version, why in failures:
+                plan = mark_failed(plan, model_id, version, f"{why} ({where})")
+            return plan
+
+        before = self.store.read()
+        after = self.store.change(edit)
+        for model_id, version, why in failures:
+            self._log.event(
+                "error", "version_unservable", model_id=model_id, version=version, problem=why
+            )
+            old, new = before.models.get(model_id), after.models.get(model_id)
+            if old is not None and new is not None and old.primary != new.primary:
+                self._log.event(
+                    "warning",
+                    "primary_fallback",
+                    model_id=model_id,
+                    version=new.primary,
+                    instead_of=old.primary,
+                )
+
+
+class PlanCollector:
+    """What the plan reports beyond each version's state: the refused parts of the overrides."""
+
+    def __init__(self, follower: Follower) -> None:
+        self._follower = follower
+
+    def collect(self) -> Iterator[Metric]:
+        """`lls_overrides_refused`, one sample per refused part ("" for the whole file)."""
+        refused = GaugeMetricFamily(
+            "lls_overrides_refused",
+            '1 for each model whose entry in the overrides file was refused (model_id "": '
+            "the whole file); the reason is in /models and the log.",
+            labels=["model_id"],
+        )
+        plan = self._follower.plan
+        if plan is not None:
+            for model_id in overrides_problems(plan):
+                refused.add_metric([model_id], 1.0)
+        yield refused

@@ -1,0 +1,188 @@
+"""The overrides file: a partial models.yaml, applied over it at start and whenever it changes.
+
+    models:
+      fraud-score:
+        primary: v2
+
+A service's chart writes it from its values into a ConfigMap that the pod mounts as a folder,
+so `helm upgrade` and `helm rollback` set which version serves, in every pod, including pods
+started later. The kubelet updates such a file by swapping a symlink (`..data`) to a new
+folder: the file is watched by what its path resolves to, never by the symlink itself.
+
+Whenever its content changes, the whole file applies: every model it names moves to the
+primary it names, every other model to models.yaml's primary, so that every pod, old or new,
+serves what the chart says; a run-time promotion or rollback lasts until then. An entry that
+cannot apply (an unknown model or version, a version that failed) is refused and reported, and
+that model keeps serving what it served; a file that is not valid is refused whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ._config import Name, ServiceConfig, describe_validation_error
+from ._plan import OverridesStatus, PodPlan, set_primary
+
+OVERRIDES_ENV = "SERVING_RUNTIME_OVERRIDES"
+FileKey = tuple[int, int, int, int]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelOverride(_Frozen):
+    """What the overrides file sets for one model."""
+
+    primary: Name | None = Field(
+        default=None,
+        description="The version /infer answers with, instead of models.yaml's primary "
+        "(a version models.yaml declares).",
+    )
+
+
+class OverridesConfig(_Frozen):
+    """The whole overrides file: `models.<model_id>.primary`, as in models.yaml."""
+
+    models: dict[Name, ModelOverride] = Field(
+        default_factory=dict, description="Overrides by model id; models not named keep theirs."
+    )
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """The overrides file as read: its content's digest, and what it asks or why it is bad."""
+
+    digest: str | None  # None: there is no file
+    models: Mapping[str, ModelOverride] = field(default_factory=dict)
+    problem: str | None = None
+
+
+def parse_overrides(text: str, where: str) -> OverridesConfig:
+    """Validate the text of an overrides file; ValueError names what is wrong and where."""
+    try:
+        data = yaml.load(text, Loader=yaml.CSafeLoader)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{where}: not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping with a 'models' key")
+    try:
+        return OverridesConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(f"{where}: {describe_validation_error(exc)}") from None
+
+
+class OverridesFile:
+    """The overrides file at a path, read whole; watched by what the path resolves to."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def key(self) -> FileKey | None:
+        """Identity of the file the path leads to now (symlinks followed), or None."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def read(self) -> Overrides:
+        """What the file asks for; a file that is missing asks for nothing."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return Overrides(None)
+        except OSError as exc:
+            return Overrides("unreadable", problem=f"{self.path}: cannot be read: {exc}")
+        digest = hashlib.sha256(data).hexdigest()
+        try:
+            parsed = parse_overrides(data.decode("utf-8", errors="replace"), str(self.path))
+        except ValueError as exc:
+            return Overrides(digest, problem=str(exc))
+        return Overrides(digest, MappingProxyType(dict(parsed.models)))
+
+
+# Why `version` of `model_id` cannot serve in this process (None: it can, or it is not loaded
+# here to tell).
+CanServe = Callable[[str, str], str | None]
+
+
+def apply_overrides(plan: PodPlan, overrides: Overrides, path: str, can_serve: CanServe) -> PodPlan:
+    """The plan with `overrides` applied over it; unchanged if that content is already applied."""
+    if overrides.digest == plan.overrides.digest and plan.overrides.path == path:
+        return plan
+    if overrides.problem is not None:  # the whole file is refused: nothing changes
+        status = OverridesStatus(path, overrides.digest, MappingProxyType({"": overrides.problem}))
+        return replace(plan, overrides=status)
+    problems = {
+        model_id: f"unknown model {model_id!r}"
+        for model_id in overrides.models
+        if model_id not in plan.models
+    }
+    for model_id, model in plan.models.items():
+        entry = overrides.models.get(model_id)
+        asked = entry.primary if entry is not None else None
+        changed = replace(model, asked=asked, refused=None)
+        wanted = asked if asked is not None else model.configured
+        why = _why_not(model_id, changed.versions, wanted, can_serve)
+        if why is not None:
+            changed = replace(changed, refused=why)
+        elif wanted is not None:
+            changed = set_primary(changed, wanted)
+        plan = plan.with_model(model_id, changed)
+    return replace(plan, overrides=OverridesStatus(path, overrides.digest, problems))
+
+
+def _why_not(
+    model_id: str, versions: Mapping[str, Any], wanted: str | None, can_serve: CanServe
+) -> str | None:
+    if wanted is None:
+        return None
+    spec = versions.get(wanted)
+    if spec is None:
+        return f"model {model_id!r} has no version {wanted!r}"
+    if spec.failed is not None:
+        return f"version {wanted!r} {spec.failed}"
+    why = can_serve(model_id, wanted)
+    return None if why is None else f"version {wanted!r} {why}"
+
+
+def overrides_problems(plan: PodPlan) -> dict[str, str]:
+    """Every part of the overrides file that is refused now: model id ("" the file) -> why."""
+    problems = dict(plan.overrides.problems)
+    for model_id, model in plan.models.items():
+        if model.refused is not None:
+            problems[model_id] = model.refused
+    return problems
+
+
+def check_overrides(config: ServiceConfig, text: str, where: str) -> dict[str, str]:
+    """What of an overrides file would be refused over `config` (models.yaml), by model id."""
+    try:
+        parsed = parse_overrides(text, where)
+    except ValueError as exc:
+        return {"": str(exc)}
+    problems = {}
+    for model_id, entry in parsed.models.items():
+        model = config.models.get(model_id)
+        if model is None:
+            problems[model_id] = f"unknown model {model_id!r}"
+        elif entry.primary is not None and entry.primary not in model.versions:
+            problems[model_id] = f"model {model_id!r} has no version {entry.primary!r}"
+    return problems

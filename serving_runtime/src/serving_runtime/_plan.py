@@ -1,0 +1,277 @@
+"""What every process of one server should serve: the plan, plain data, and its changes.
+
+A `PodPlan` is shared by the workers, the workers forked later and the offload process (see
+`_sync.py`); each change makes a new one, numbered (`generation`). The functions here are pure:
+they take a plan and return the next, or raise the client's error when the change cannot
+apply. Loading models is the registry's business, not theirs.
+
+Where a version fails in any process (its artifact is gone, its self-tests miss), the plan
+marks it failed for the pod (`VersionSpec.failed`) and, if it was primary, falls back to the
+newest earlier primary that has not failed, else to the configured one: every process then
+serves the same, and none answers 503 while a servable version exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+from ._config import ServiceConfig
+from ._errors import Conflict, NotFound
+
+
+@dataclass(frozen=True)
+class VersionSpec:
+    """What is needed to load a version (its class and artifact), and its role."""
+
+    class_path: str
+    artifact: str | None = None
+    shadow: bool = False
+    # sha256 of the artifact when it was loaded at run time: a process finding other bytes
+    # there refuses them rather than serve something the other processes do not.
+    digest: str | None = None
+    # Changed by every run-time (re)load, so that every process loads the version again.
+    revision: str | None = None
+    failed: str | None = None  # why the pod does not serve it; a new load clears it
+
+    @property
+    def source(self) -> tuple[str, str | None, str | None, str | None]:
+        """What the loaded model depends on: a process reloads the version when it changes."""
+        return self.class_path, self.artifact, self.digest, self.revision
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for the plan file and the log."""
+        return {
+            "class": self.class_path,
+            "artifact": self.artifact,
+            "shadow": self.shadow,
+            "digest": self.digest,
+            "revision": self.revision,
+            "failed": self.failed,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> VersionSpec:
+        """The spec `as_dict` wrote."""
+        return cls(
+            data["class"],
+            data.get("artifact"),
+            bool(data.get("shadow", False)),
+            data.get("digest"),
+            data.get("revision"),
+            data.get("failed"),
+        )
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """What one model should serve."""
+
+    primary: str
+    versions: Mapping[str, VersionSpec]
+    history: tuple[str, ...] = ()  # earlier primaries, newest last: where rollback goes
+    configured: str | None = None  # models.yaml's primary: the last place a fallback goes
+    asked: str | None = None  # the primary the overrides file asks for, as last read
+    refused: str | None = None  # why the overrides file's primary was refused, if it was
+
+    @property
+    def servable(self) -> tuple[str, ...]:
+        """The versions the pod may serve: those no process found failing."""
+        return tuple(v for v, spec in self.versions.items() if spec.failed is None)
+
+
+Plan = Mapping[str, ModelPlan]
+
+
+@dataclass(frozen=True)
+class OverridesStatus:
+    """The overrides file as last applied: which content, and what of it was refused."""
+
+    path: str | None = None
+    digest: str | None = None  # sha256 of the content last read (None: no file)
+    problems: Mapping[str, str] = field(default_factory=dict)  # model id ("" the file) -> why
+
+
+@dataclass(frozen=True)
+class PodPlan:
+    """Everything the processes of one server share: the models' plans, numbered."""
+
+    models: Plan
+    generation: int = 1
+    overrides: OverridesStatus = field(default_factory=OverridesStatus)
+
+    def model(self, model_id: str) -> ModelPlan:
+        """The plan of `model_id`, or NotFound."""
+        found = self.models.get(model_id)
+        if found is None:
+            raise NotFound(f"unknown model {model_id!r}")
+        return found
+
+    def with_model(self, model_id: str, model: ModelPlan) -> PodPlan:
+        """The same plan, `model_id` changed."""
+        return replace(self, models=MappingProxyType({**self.models, model_id: model}))
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for the plan file."""
+        return {
+            "generation": self.generation,
+            "overrides": {
+                "path": self.overrides.path,
+                "digest": self.overrides.digest,
+                "problems": dict(self.overrides.problems),
+            },
+            "models": {
+                model_id: {
+                    "primary": m.primary,
+                    "history": list(m.history),
+                    "configured": m.configured,
+                    "asked": m.asked,
+                    "refused": m.refused,
+                    "versions": {v: spec.as_dict() for v, spec in m.versions.items()},
+                }
+                for model_id, m in self.models.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PodPlan:
+        """The plan `as_dict` wrote."""
+        overrides = data.get("overrides") or {}
+        models = {
+            model_id: ModelPlan(
+                primary=m["primary"],
+                history=tuple(m.get("history", ())),
+                configured=m.get("configured"),
+                asked=m.get("asked"),
+                refused=m.get("refused"),
+                versions=MappingProxyType(
+                    {v: VersionSpec.from_dict(spec) for v, spec in m["versions"].items()}
+                ),
+            )
+            for model_id, m in data["models"].items()
+        }
+        return cls(
+            MappingProxyType(models),
+            int(data.get("generation", 1)),
+            OverridesStatus(
+                overrides.get("path"),
+                overrides.get("digest"),
+                MappingProxyType(dict(overrides.get("problems") or {})),
+            ),
+        )
+
+
+def plan_from_config(config: ServiceConfig) -> dict[str, ModelPlan]:
+    """The plan models.yaml describes: every version loaded, its primary serving."""
+    plan = {}
+    for model_id, model in config.models.items():
+        versions = {
+            version: VersionSpec(
+                model.class_for(version),
+                None if v.artifact is None else str(config.root / v.artifact),
+                v.shadow,
+            )
+            for version, v in model.versions.items()
+        }
+        plan[model_id] = ModelPlan(
+            model.primary, MappingProxyType(versions), configured=model.primary
+        )
+    return plan
+
+
+# Run-time changes (the admin interface). Each checks the plan only; the caller checks that the
+# version can serve in its own process too.
+
+
+def promote(plan: PodPlan, model_id: str, version: str) -> PodPlan:
+    """Make `version` the primary; it must be in the plan and not failed."""
+    model = plan.model(model_id)
+    if version == model.primary:
+        raise Conflict(f"model {model_id!r} version {version!r} is already primary")
+    _check_servable(model_id, model, version)
+    return plan.with_model(model_id, _set_primary(model, version, (*model.history, model.primary)))
+
+
+def rollback(plan: PodPlan, model_id: str) -> PodPlan:
+    """Go back to the newest earlier primary that the pod can still serve."""
+    model = plan.model(model_id)
+    history = list(model.history)
+    while history:
+        candidate = history.pop()
+        if candidate in model.servable:
+            return plan.with_model(model_id, _set_primary(model, candidate, tuple(history)))
+    raise Conflict(f"model {model_id!r} has no earlier primary to roll back to")
+
+
+def unload(plan: PodPlan, model_id: str, version: str) -> PodPlan:
+    """Drop a version that is not primary."""
+    model = plan.model(model_id)
+    if version not in model.versions:
+        raise NotFound(f"model {model_id!r} has no version {version!r}")
+    if version == model.primary:
+        raise Conflict(f"model {model_id!r} version {version!r} is primary; promote another first")
+    versions = {v: s for v, s in model.versions.items() if v != version}
+    history = tuple(v for v in model.history if v != version)
+    return plan.with_model(
+        model_id, replace(model, versions=MappingProxyType(versions), history=history)
+    )
+
+
+def add_version(plan: PodPlan, model_id: str, version: str, spec: VersionSpec) -> PodPlan:
+    """Add (or replace) a version that was loaded and passed its self-tests; not primary."""
+    model = plan.model(model_id)
+    if version == model.primary and spec.shadow:
+        raise Conflict(f"model {model_id!r} version {version!r} is primary: it cannot be a shadow")
+    versions = {**model.versions, version: spec}
+    return plan.with_model(model_id, replace(model, versions=MappingProxyType(versions)))
+
+
+def mark_failed(plan: PodPlan, model_id: str, version: str, reason: str) -> PodPlan:
+    """`version` failed in a process: no process serves it, and a primary falls back."""
+    model = plan.models.get(model_id)
+    if model is None or version not in model.versions or model.versions[version].failed:
+        return plan
+    versions = dict(model.versions)
+    versions[version] = replace(versions[version], failed=reason)
+    changed = replace(model, versions=MappingProxyType(versions))
+    if model.asked == version:
+        changed = replace(changed, refused=f"version {version!r} {reason}")
+    if version == model.primary:
+        changed = fall_back(changed)
+    return plan.with_model(model_id, changed)
+
+
+def fall_back(model: ModelPlan) -> ModelPlan:
+    """The newest earlier primary that has not failed, else the configured one, as primary."""
+    history = list(model.history)
+    while history:
+        candidate = history.pop()
+        if candidate in model.servable:
+            return _set_primary(model, candidate, tuple(history))
+    if model.configured in model.servable and model.configured != model.primary:
+        return _set_primary(model, model.configured, ())
+    return model  # nothing the pod can serve: the model answers 503 until a version loads
+
+
+def _set_primary(model: ModelPlan, version: str, history: tuple[str, ...]) -> ModelPlan:
+    versions = dict(model.versions)
+    versions[version] = replace(versions[version], shadow=False)  # a primary is no shadow
+    return replace(model, primary=version, history=history, versions=MappingProxyType(versions))
+
+
+def set_primary(model: ModelPlan, version: str) -> ModelPlan:
+    """Make `version` primary as a promotion does (the old primary goes to the history)."""
+    if version == model.primary:
+        return model
+    history = tuple(v for v in model.history if v != version)
+    return _set_primary(model, version, (*history, model.primary))
+
+
+def _check_servable(model_id: str, model: ModelPlan, version: str) -> None:
+    spec = model.versions.get(version)
+    if spec is None:
+        raise NotFound(f"model {model_id!r} has no version {version!r}")
+    if spec.failed is not None:
+        raise Conflict(f"model {model_id!r} version {version!r} {spec.failed}")
