@@ -226,19 +226,33 @@ def test_a_version_whose_artifact_changed_is_not_served_by_a_replaced_worker(
         assert "not the one loaded at run time" in states(server)["v9"]["problem"]
 
 
+FLAKY = """
+from pathlib import Path
+
+from linear_model import Linear
+
+
+class Flaky(Linear):
+    def load(self, file):
+        if file.name == "v3.json":  # v3 loads in the first process that tries, no other
+            if Path(f"{file}.first").exists():
+                raise RuntimeError("only the first process loads it")
+            Path(f"{file}.first").touch()
+        super().load(file)
+"""
+
+
 def test_a_version_that_fails_in_another_worker_is_refused_for_the_pod(tmp_path: Path) -> None:
-    config = gated_service(tmp_path)
-    flaky = tmp_path / "flaky_model.py"
-    flaky.write_text(
-        "import os\nfrom pathlib import Path\n\nfrom linear_model import Linear\n\n\n"
-        "class Flaky(Linear):\n"
-        "    def load(self, file):\n"
-        "        if Path(f'{file}.first').exists():\n"
-        "            raise RuntimeError('only the first process loads it')\n"
-        "        Path(f'{file}.first').touch()\n"
-        "        super().load(file)\n"
-    )
-    with running(config, workers=2) as server:
+    config = {"models": {"linear": {**SERVICE["models"]["linear"]}}}
+    config["models"]["linear"]["versions"] = {
+        **SERVICE["models"]["linear"]["versions"],
+        "f": {"artifact": "artifacts/v1.json", "class": "flaky_model:Flaky"},
+    }
+    path = build_service(tmp_path, config)
+    (tmp_path / "gated_model.py").write_text(GATED)
+    (tmp_path / "artifacts" / "v2.json.go-all").touch()
+    (tmp_path / "flaky_model.py").write_text(FLAKY)
+    with running(path, workers=2) as server:
         body = {"version": "v3", "artifact": "artifacts/v3.json", "class": "flaky_model:Flaky"}
         refused = server.post("/admin/models/linear/load", body)
         assert refused.status_code == 422, refused.text
@@ -246,6 +260,37 @@ def test_a_version_that_fails_in_another_worker_is_refused_for_the_pod(tmp_path:
         assert states(server)["v3"]["state"] == "failed"
         assert server.post("/admin/models/linear/promote", {"version": "v3"}).status_code == 409
         assert set(answers(server, 10)) == {(200, "v1")}
+
+
+def test_admin_load_reads_only_the_artifact_folder_and_classes_models_yaml_names(
+    fresh_service: Path, tmp_path: Path
+) -> None:
+    root = fresh_service.parent
+    outside = tmp_path / "outside.json"
+    shutil.copy(root / "artifacts" / "v2.json", outside)
+    (root / "artifacts" / "escape.json").symlink_to(outside)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(root / "artifacts" / "v2.json", elsewhere / "v7.json")
+    load = "/admin/models/linear/load"
+    with running(fresh_service, workers=1) as server:
+        for artifact in (str(outside), "../outside.json", "artifacts/../../outside.json",
+                         "artifacts/escape.json"):  # fmt: skip
+            refused = server.post(load, {"version": "v7", "artifact": artifact})
+            assert refused.status_code == 403, (artifact, refused.text)
+            assert "not in the service's artifact folder" in refused.json()["error"]["message"]
+        other_class = {"version": "v7", "artifact": "artifacts/v2.json", "class": "shutil:Error"}
+        refused = server.post(load, other_class)
+        assert refused.status_code == 403
+        assert "'shutil:Error' is not one models.yaml names" in refused.json()["error"]["message"]
+        assert "v7" not in states(server)
+        absolute = server.post(load, {"version": "v7", "artifact": str(root / "artifacts/v2.json")})
+        assert absolute.status_code == 200, absolute.text
+    with running(fresh_service, "--artifact-dir", str(elsewhere), workers=1) as server:
+        loaded = server.post(load, {"version": "v7", "artifact": str(elsewhere / "v7.json")})
+        assert loaded.status_code == 200, loaded.text
+        refused = server.post(load, {"version": "v8", "artifact": "artifacts/v2.json"})
+        assert refused.status_code == 403
 
 
 def test_a_change_waits_for_no_dead_worker(fresh_service: Path) -> None:

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ._errors import Conflict, NotFound, Unprocessable
+from ._config import ServiceConfig
+from ._errors import Conflict, Forbidden, NotFound, Unprocessable
 from ._model import artifact_digest
 from ._plan import PodPlan, VersionSpec, add_version, promote, rollback, unload
 from ._sync import Follower
+
+ARTIFACT_DIRS_ENV = "SERVING_RUNTIME_ARTIFACT_DIR"  # folders `admin load` may read, os.pathsep
 
 # How long a change waits for the other workers to take it in before it answers without them
 # (it still reaches them: the answer lists those still loading).
@@ -36,7 +39,9 @@ def apply_change(
     current = follower.catch_up()
     if operation == "load":
         assert version is not None
-        spec = _spec_to_load(current, registry.root, model_id, version, arguments.get("spec"))
+        policy = LoadPolicy.of(follower.config)
+        given = arguments.get("spec")
+        spec = _spec_to_load(policy, current, model_id, version, given)
         prepared = registry.prepare(model_id, version, spec)
         try:
             if not prepared.passed:
@@ -78,7 +83,7 @@ def apply_change(
 
 
 def _spec_to_load(
-    plan: PodPlan, root: Path, model_id: str, version: str, given: VersionSpec | None
+    policy: LoadPolicy, plan: PodPlan, model_id: str, version: str, given: VersionSpec | None
 ) -> VersionSpec:
     model = plan.model(model_id)
     if given is None:
@@ -87,14 +92,58 @@ def _spec_to_load(
             raise NotFound(f"model {model_id!r} has no version {version!r}: give its artifact")
         spec = replace(known, failed=None)
     else:
-        spec = replace(
-            given, artifact=None if given.artifact is None else str(root / given.artifact)
-        )
+        _check_class(policy, given.class_path)
+        artifact = None if given.artifact is None else _check_artifact(policy, given.artifact)
+        spec = replace(given, artifact=artifact)
         if version == model.primary and spec.shadow:
             raise Conflict(f"model {model_id!r} version {version!r} is primary: not a shadow")
     digest = None if spec.artifact is None else artifact_digest(Path(spec.artifact))
     # A new revision makes every process load it again, from the same bytes (the digest).
     return replace(spec, digest=digest, revision=f"{os.getpid()}-{uuid.uuid4().hex[:12]}")
+
+
+@dataclass(frozen=True)
+class LoadPolicy:
+    """What `admin load` may take: artifacts in these folders, classes models.yaml names.
+
+    Loading an artifact runs code (a pickle, the class's `load`): a caller must not choose
+    any readable file, nor any importable class.
+    """
+
+    root: Path  # models.yaml's folder: what a relative artifact is relative to
+    artifact_dirs: tuple[Path, ...]
+    classes: frozenset[str]
+
+    @classmethod
+    def of(cls, config: ServiceConfig) -> LoadPolicy:
+        """The service's `artifacts/` (or $SERVING_RUNTIME_ARTIFACT_DIR), its classes."""
+        named = os.environ.get(ARTIFACT_DIRS_ENV, "")
+        dirs = [Path(d) for d in named.split(os.pathsep) if d] or [config.root / "artifacts"]
+        classes = {model.class_path for model in config.models.values()}
+        for model in config.models.values():
+            classes |= {model.class_for(version) for version in model.versions}
+        return cls(config.root, tuple(config.root / d for d in dirs), frozenset(classes))
+
+
+def _check_class(policy: LoadPolicy, class_path: str) -> None:
+    if class_path not in policy.classes:
+        raise Forbidden(
+            f"class {class_path!r} is not one models.yaml names "
+            f"({', '.join(sorted(policy.classes))})"
+        )
+
+
+def _check_artifact(policy: LoadPolicy, artifact: str) -> str:
+    # Resolved, symlinks and '..' included, before it is compared: no way out of the folders.
+    path = (policy.root / artifact).resolve()
+    for folder in policy.artifact_dirs:
+        if path.is_relative_to(folder.resolve()):
+            return str(path)
+    allowed = ", ".join(str(d) for d in policy.artifact_dirs)
+    raise Forbidden(
+        f"artifact {artifact!r} is not in the service's artifact folder ({allowed}); "
+        "serve --artifact-dir names others"
+    )
 
 
 def _check_serves_here(follower: Follower, model_id: str, version: str) -> None:

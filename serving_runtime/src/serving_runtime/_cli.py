@@ -101,6 +101,13 @@ def _parser() -> argparse.ArgumentParser:
         "whenever the file changes [$SERVING_RUNTIME_OVERRIDES]",
     )
     serve.add_argument(
+        "--artifact-dir",
+        action="append",
+        type=Path,
+        help="a folder `admin load --artifact` may read from, repeatable "
+        "[$SERVING_RUNTIME_ARTIFACT_DIR, artifacts/ beside models.yaml]",
+    )
+    serve.add_argument(
         "--admin-token",
         default=_env("ADMIN_TOKEN", "") or None,
         help="token for /admin calls from other hosts; without it only this host may "
@@ -215,8 +222,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = args.config or find_config()
     load_config(config)  # a bad file is reported here, before any worker starts
-    if args.overrides is not None:  # read by every process the server starts, forked or not
+    # Read by every process the server starts, forked or not.
+    if args.overrides is not None:
         os.environ["SERVING_RUNTIME_OVERRIDES"] = str(args.overrides.absolute())
+    if args.artifact_dir:
+        dirs = os.pathsep.join(str(d.absolute()) for d in args.artifact_dir)
+        os.environ["SERVING_RUNTIME_ARTIFACT_DIR"] = dirs
     binds = args.bind or _env("BIND", "127.0.0.1:8080").split(",")
     server = ServerSettings(
         bind=tuple(binds),

@@ -59,7 +59,7 @@ def follow_plan(
     store = PlanStore(folder)
     store.create(PodPlan(MappingProxyType(plan_from_config(config))))
     watched = OverridesFile(Path(path)) if path is not None else None
-    follower = Follower(registry, store, log, watched, role)
+    follower = Follower(config, registry, store, log, overrides=watched, role=role)
     follower.catch_up()
     return follower
 
@@ -177,12 +177,15 @@ class Follower:
 
     def __init__(
         self,
+        config: ServiceConfig,
         registry: Registry,
         store: PlanStore,
         log: JsonLog,
+        *,
         overrides: OverridesFile | None = None,
         role: str = "worker",
     ) -> None:
+        self.config = config  # models.yaml, as the server started with it
         self.registry = registry
         self.store = store
         self.overrides = overrides
