@@ -101,6 +101,7 @@ def test_a_shadow_sees_every_request_is_compared_and_recorded(tmp_path: Path) ->
     recording = {"path": "records", "features": True}
     config = service(tmp_path, shadow, recording)
     with running(config, workers=2) as server:
+        first_offload_pid(server)  # listening: no job is dropped for want of it
         states = {
             v["version"]: v["state"]
             for v in httpx.get(server.url + "/models").json()["models"][0]["versions"]
@@ -153,6 +154,7 @@ def test_a_raising_shadow_changes_nothing_for_the_client(tmp_path: Path) -> None
     shadow = {"artifact": "artifacts/v1.json", "class": "shadows:RaisingShadow", "shadow": True}
     config = service(tmp_path, shadow, None)
     with running(config, workers=2) as server:
+        first_offload_pid(server)  # listening: no job is dropped for want of it
         for i in range(5):
             answer = server.post("/infer", {"model_id": "linear", "features": [i, 3]})
             assert answer.status_code == 200
@@ -168,6 +170,7 @@ def test_a_failing_sink_drops_records_counted_and_logged_and_fails_no_request(
     recording = {"path": "records", "sink": "shadows:FailingSink"}
     config = service(tmp_path, {"artifact": "artifacts/v2.json"}, recording)
     with running(config, workers=2) as server:
+        first_offload_pid(server)  # listening: no job is dropped for want of it
         for i in range(8):
             assert server.post("/infer", {"model_id": "linear", "features": [i, 0]}).is_success
         wait_for(lambda: metric(server, "lls_offload_dropped_total", reason="sink_error") == 8)
@@ -179,6 +182,7 @@ def test_records_rotate_within_their_bound(tmp_path: Path) -> None:
     recording = {"path": "records", "max_bytes": 2048, "backups": 2, "features": True}
     config = service(tmp_path, {"artifact": "artifacts/v2.json"}, recording)
     with running(config, workers=1) as server:
+        first_offload_pid(server)  # listening: no job is dropped for want of it
         with httpx.Client() as client:
             for i in range(200):
                 client.post(server.url + "/infer", json={"model_id": "linear", "features": [i, 0]})
@@ -196,6 +200,7 @@ def test_sampling_records_about_the_asked_share(tmp_path: Path) -> None:
     recording = {"path": "records", "sample": 0.25}
     config = service(tmp_path, {"artifact": "artifacts/v2.json"}, recording)
     with running(config, workers=1) as server:
+        first_offload_pid(server)  # listening: no job is dropped for want of it
         with httpx.Client() as client:
             for i in range(400):
                 client.post(server.url + "/infer", json={"model_id": "linear", "features": [i, 0]})
@@ -207,6 +212,7 @@ def test_sampling_records_about_the_asked_share(tmp_path: Path) -> None:
 def test_a_shadow_loaded_at_run_time_is_compared_then_promoted(tmp_path: Path) -> None:
     config = service(tmp_path, {"artifact": "artifacts/v2.json"}, None)
     with running(config, workers=2) as server:
+        first_offload_pid(server)  # listening: no job is dropped for want of it
         command = [sys.executable, "-m", "serving_runtime", "admin", "load", "linear", "v3"]
         command += ["--artifact", "artifacts/v3.json", "--shadow", "--url", server.url]
         loaded = subprocess.run(command, capture_output=True, text=True, check=False)

@@ -7,6 +7,7 @@ in one rename. Nothing here sleeps: each test waits for the answers it expects.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -31,8 +32,11 @@ class ConfigMapVolume:
         self._updates = 0
         folder.mkdir(parents=True)
 
-    def write(self, content: Any) -> None:
-        """Update the key as the kubelet does: a new folder, then `..data` swapped to it."""
+    def write(self, content: Any) -> str:
+        """Update the key as the kubelet does: a new folder, then `..data` swapped to it.
+
+        Returns the sha256 of the content, which the server reports once it has read it.
+        """
         self._updates += 1
         fresh = self.folder / f"..2026_11_29_{self._updates:06d}"
         fresh.mkdir()
@@ -46,6 +50,7 @@ class ConfigMapVolume:
         if old is not None:
             (old / "overrides.yaml").unlink()
             old.rmdir()
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 def primary(version: str | None) -> dict[str, Any]:
@@ -58,7 +63,13 @@ def serving(server: Server, version: str, count: int = 10) -> bool:
 
 def overrides_of(server: Server) -> dict[str, Any]:
     listing: dict[str, Any] = httpx.get(server.url + "/models").json()
-    return listing["overrides"]
+    return listing["plan"]["overrides"]
+
+
+def settled(server: Server, digest: str) -> bool:
+    """The server has read the file with this content, and every worker serves what it made."""
+    plan = httpx.get(server.url + "/models").json()["plan"]
+    return bool(plan["overrides"]["digest"] == digest and plan["behind"] == [])
 
 
 def events(server: Server, name: str) -> list[dict[str, Any]]:
@@ -74,11 +85,12 @@ def test_the_overrides_file_sets_the_primary_at_start_and_on_every_change(
         assert serving(server, "v2", 20)
         assert httpx.get(server.url + "/readyz").json()["models"]["linear"]["version"] == "v2"
         assert overrides_of(server)["problems"] == {}
-        volume.write(primary(None))  # the value removed: back to models.yaml's primary
-        wait_for(lambda: serving(server, "v1"))
+        removed = volume.write(primary(None))  # the value removed: back to models.yaml's
+        wait_for(lambda: settled(server, removed))
         assert serving(server, "v1", 20)
-        volume.write(primary("v2"))
-        wait_for(lambda: serving(server, "v2"))
+        again = volume.write(primary("v2"))
+        wait_for(lambda: settled(server, again))
+        assert serving(server, "v2", 20)
         applied = events(server, "overrides_applied")
         assert [r["primaries"]["linear"] for r in applied] == ["v2", "v1", "v2"]
 
@@ -91,8 +103,9 @@ def test_workers_and_servers_started_later_serve_what_the_file_says(
     env = {"SERVING_RUNTIME_OVERRIDES": str(volume.path)}
     with running(fresh_service, workers=2, env=env) as server:
         assert serving(server, "v1")
-        volume.write(primary("v2"))
-        wait_for(lambda: serving(server, "v2"))
+        changed = volume.write(primary("v2"))
+        wait_for(lambda: settled(server, changed))
+        assert serving(server, "v2")
         wait_for(lambda: len(workers(server)) == 2)
         before = workers(server)
         for pid in before:
@@ -119,14 +132,16 @@ def test_an_override_that_cannot_apply_is_refused_and_reported_and_nothing_chang
             ({"models": {"linear": {"primary": "v1", "weight": 3}}}, "", "unknown key"),
         ]
         for content, model_id, why in refusals:
-            volume.write(content)
-            wait_for(lambda m=model_id, w=why: w in overrides_of(server)["problems"].get(m, ""))
+            digest = volume.write(content)
+            wait_for(lambda d=digest: settled(server, d))
+            assert why in overrides_of(server)["problems"][model_id]
             assert metric(server, "lls_overrides_refused", model_id=model_id) == 1
             assert serving(server, "v2", 10)
         refused = events(server, "overrides_refused")
         assert {r["model_id"] for r in refused} == {"linear", "nope", ""}
-        volume.write(primary("v1"))  # a good file again applies, and clears the reports
-        wait_for(lambda: serving(server, "v1"))
+        good = volume.write(primary("v1"))  # a good file again applies, and clears the reports
+        wait_for(lambda: settled(server, good))
+        assert serving(server, "v1")
         assert overrides_of(server)["problems"] == {}
         assert metric(server, "lls_overrides_refused") == 0
 
@@ -150,8 +165,9 @@ def test_a_missing_file_serves_models_yaml_and_is_applied_once_it_appears(
         assert serving(server, "v1")
         assert overrides_of(server)["digest"] is None
         assert events(server, "overrides_missing")
-        volume.write(primary("v2"))
-        wait_for(lambda: serving(server, "v2"))
+        appeared = volume.write(primary("v2"))
+        wait_for(lambda: settled(server, appeared))
+        assert serving(server, "v2")
 
 
 def test_a_run_time_rollback_lasts_until_the_file_changes(
@@ -163,8 +179,9 @@ def test_a_run_time_rollback_lasts_until_the_file_changes(
         assert server.post("/admin/models/linear/rollback", None).json()["primary"] == "v1"
         assert serving(server, "v1")
         # Any change of the file applies all of it: every pod serves what the chart says.
-        volume.write({"models": {"linear": {"primary": "v2"}, "echo": {"primary": "1"}}})
-        wait_for(lambda: serving(server, "v2"))
+        both = volume.write({"models": {"linear": {"primary": "v2"}, "echo": {"primary": "1"}}})
+        wait_for(lambda: settled(server, both))
+        assert serving(server, "v2")
         listing = httpx.get(server.url + "/models").json()["models"]
         echo = next(m for m in listing if m["model_id"] == "echo")
         assert echo["override"] == {"primary": "1", "refused": None}

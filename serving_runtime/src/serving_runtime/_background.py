@@ -179,8 +179,7 @@ class _Process:
             os.nice(19)  # the clients' requests come first
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
-        self.follower.role = "offload"  # follows the plan, but no change waits for it
-        self.follower.ensure_running()
+        # Listening first: a worker's jobs wait in the socket until this process reads them.
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -189,6 +188,8 @@ class _Process:
         selector = selectors.DefaultSelector()
         selector.register(server, selectors.EVENT_READ, None)
         buffers: dict[socket.socket, bytearray] = {}
+        self.follower.role = "offload"  # follows the plan, but no change waits for it
+        self.follower.ensure_running()
         if self.recording is not None:
             self.sink = make_sink(self.recording, self.follower.registry.root)
         self.log.event("info", "offload_started", socket=self.socket_path)
@@ -209,6 +210,9 @@ class _Process:
                     continue
                 buffer = buffers[conn]
                 buffer += data
+                # Jobs are handled with the newest plan (a shadow loaded a moment ago): here,
+                # unlike in a worker, waiting for a change to load delays no client.
+                self.follower.catch_up()
                 while len(buffer) >= FRAME.size:
                     (size,) = FRAME.unpack_from(buffer)
                     if len(buffer) < FRAME.size + size:

@@ -375,7 +375,7 @@ def _models(args: argparse.Namespace) -> int:
         for v in model["versions"]:
             problem = f"({v['problem']})" if v.get("problem") else ""
             print(f"  {v['version']:<12} {v['state']:<8} {problem}".rstrip())
-    overrides = listing.get("overrides") or {}
+    overrides = (listing.get("plan") or {}).get("overrides") or {}
     if overrides.get("path"):
         problems = overrides.get("problems") or {}
         print(f"overrides {overrides['path']}: {'refused in part' if problems else 'applied'}")

@@ -130,15 +130,18 @@ class DataPlane:
             )
         return listing
 
-    def overrides(self) -> dict[str, Any]:
-        """The overrides file as this worker last took it in: path, digest and what is refused."""
-        plan = self.follower.plan
-        if plan is None:
-            return {"path": None, "digest": None, "problems": {}}
+    def plan_status(self) -> dict[str, Any]:
+        """The newest shared plan: its number, the workers still on an older one, and the
+        overrides file as it applied (path, content digest, the parts refused and why)."""
+        plan = self.follower.store.read()
         return {
-            "path": plan.overrides.path,
-            "digest": plan.overrides.digest,
-            "problems": overrides_problems(plan),
+            "generation": plan.generation,
+            "behind": self.follower.store.lagging(plan.generation),
+            "overrides": {
+                "path": plan.overrides.path,
+                "digest": plan.overrides.digest,
+                "problems": overrides_problems(plan),
+            },
         }
 
     def change(self, operation: str, model_id: str, **arguments: Any) -> dict[str, Any]:

@@ -235,7 +235,7 @@ class App:
 
     def list_models(self, request: Request) -> Response:
         """GET /models: every model, its versions, their state and self-test results."""
-        listing = {"models": self.dataplane.models(), "overrides": self.dataplane.overrides()}
+        listing = {"models": self.dataplane.models(), "plan": self.dataplane.plan_status()}
         return 200, orjson.dumps(listing), [JSON_HEADER]
 
     def prometheus(self, request: Request) -> Response:
