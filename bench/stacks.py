@@ -124,6 +124,16 @@ def python_module(module: str) -> Command:
     return argv
 
 
+def admin_load(slow: str, *extra: str) -> Command:
+    """serving-runtime serve while `admin load` reloads a slow version (bench/apps/admin_load)."""
+
+    def argv(ws: Workspace, bin_dir: Path, port: int) -> list[str]:
+        module = [str(bin_dir / "python"), "-m", "bench.apps.admin_load"]
+        return [*module, str(port), str(ws.workers), slow, *extra]
+
+    return argv
+
+
 def uvicorn(app: str) -> Command:
     """uvicorn with its own worker processes, as FastAPI's docs deploy it; no access log."""
 
@@ -189,6 +199,40 @@ STACKS: tuple[Stack, ...] = (
         command=serving_runtime(config="models-shadow.yaml"),
         about="serving-runtime serve with a shadow version of the same model (compare p99 with"
         " `runtime`: shadowing must not delay the primary's answer)",
+        default=False,
+    ),
+    Stack(
+        name="runtime-admin-load",
+        role="variant",
+        port=18720,
+        command=admin_load("sleep"),
+        about="`runtime` while `admin load` reloads, back to back, a version whose load waits"
+        " 3 s (compare p99 with `runtime`: loading must stay off the request path)",
+        default=False,
+    ),
+    Stack(
+        name="runtime-admin-load-cpu",
+        role="variant",
+        port=18721,
+        command=admin_load("cpu"),
+        about="`runtime-admin-load` with a load that computes for 3 s in Python (holding the"
+        " GIL, as unpickling does)",
+        default=False,
+    ),
+    Stack(
+        name="runtime-threads-admin-load",
+        role="variant",
+        port=18722,
+        command=admin_load("sleep", "--worker", "threads"),
+        about="`runtime-threads` while `admin load` reloads a version whose load waits 3 s",
+        default=False,
+    ),
+    Stack(
+        name="runtime-threads-admin-load-cpu",
+        role="variant",
+        port=18723,
+        command=admin_load("cpu", "--worker", "threads"),
+        about="`runtime-threads` while `admin load` reloads a version whose load computes 3 s",
         default=False,
     ),
     Stack(
