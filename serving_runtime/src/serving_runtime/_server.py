@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 # Inference libraries start one thread per core by default; with one worker per core that
 # oversubscribes the CPU, and an OpenMP pool started before fork can hang the workers.
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
 _ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -37,10 +38,16 @@ class _Arbiter(Arbiter):  # type: ignore[misc]
             offload.in_child = self._in_offload_child
 
     def spawn_worker(self) -> int:
+        # A new worker runs with the master's signal handlers until it installs its own: a
+        # SIGTERM then would be lost, and the worker serve on until killed. Blocked across the
+        # fork, stop signals wait in the worker until its own handlers are in.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         try:
-            return int(super().spawn_worker())
+            pid = int(super().spawn_worker())
         except SystemExit as stopped:  # in the worker, once it has stopped serving
             _leave_worker(stopped.code)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # the master, after the fork
+        return pid
 
     def reap_workers(self) -> None:
         if self.offload is not None:  # first: Gunicorn's waitpid(-1) would take its status
@@ -150,6 +157,7 @@ def _start_offload(app: Any) -> OffloadSupervisor | None:
 
 
 def _post_worker_init(worker: Any) -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # its own handlers are in
     # Before its first connection, a worker (one forked later too) serves what the others
     # serve: the shared plan, loaded here. It tells the master it is alive meanwhile.
     dataplane = getattr(worker.wsgi, "dataplane", None)
