@@ -33,8 +33,8 @@ from lls._questions import load_questions
 from serving_runtime import _cli as runtime_cli
 from serving_runtime._app import create_app
 from serving_runtime._config import ModelConfig, RecordingConfig, ServiceConfig, VersionConfig
-from serving_runtime._openapi import document
 from serving_runtime._version import __version__
+from serving_runtime.http._openapi import document
 
 ROOT = Path(__file__).resolve().parents[1]
 # The example service every page of the docs follows.

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import Server, build_service, linear, running
@@ -315,14 +314,10 @@ def clients(server: Server) -> Iterator[list[str]]:
     assert answered[0] > 50, answered
 
 
-@pytest.mark.parametrize("worker", ["fast", "threads"])
-def test_a_killed_offload_process_is_replaced_and_no_request_fails(
-    tmp_path: Path, worker: str
-) -> None:
+def test_a_killed_offload_process_is_replaced_and_no_request_fails(tmp_path: Path) -> None:
     shadow = {"artifact": "artifacts/v2.json", "shadow": True}
     config = service(tmp_path, shadow, {"path": "records"})
-    env = {"SERVING_RUNTIME_WORKER": worker}
-    with running(config, workers=2, env=env) as server:
+    with running(config, workers=2) as server:
         first = first_offload_pid(server)
         master = parent_of(first)
         with clients(server) as failures:
@@ -358,13 +353,9 @@ def test_a_killed_offload_process_is_replaced_and_no_request_fails(
     assert len(offload_pids(server)) == 2
 
 
-@pytest.mark.parametrize("worker", ["fast", "threads"])
-def test_a_stopping_server_does_not_restart_its_offload_process(
-    tmp_path: Path, worker: str
-) -> None:
+def test_a_stopping_server_does_not_restart_its_offload_process(tmp_path: Path) -> None:
     config = build_service(tmp_path, ECHO_RECORDED)
-    env = {"SERVING_RUNTIME_WORKER": worker}
-    with running(config, workers=1, env=env) as server:
+    with running(config, workers=1) as server:
         offload = first_offload_pid(server)
         master = parent_of(offload)
         request, slow = slow_request(server, 3, tmp_path)

@@ -22,11 +22,11 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._app import create_app
-    from ._http import App
+    from .http import App
 
 # The HTTP layer imports prometheus-client, whose multi-process mode must be chosen (by
 # `serving-runtime serve`) before that import: so these load on first use.
-_LAZY = {"create_app": "._app", "App": "._http"}
+_LAZY = {"create_app": "._app", "App": ".http"}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""Assemble the layers into one WSGI application."""
+"""Assemble the layers into one ASGI application."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ._batching import BatchPolicy, Scheduler
 from ._config import find_config, load_config
 from ._dataplane import DataPlane
-from ._http import App
 from ._logs import JsonLog
 from ._metrics import Metrics
 from ._offload import Offload
@@ -16,6 +16,7 @@ from ._registry import Registry
 from ._settings import HttpSettings
 from ._sync import PlanCollector, follow_plan
 from ._tracing import Tracing
+from .http import App
 
 
 def create_app(
@@ -23,12 +24,14 @@ def create_app(
     settings: HttpSettings | None = None,
     state_dir: str | Path | None = None,
     overrides: str | Path | None = None,
+    threads: int = 1,
 ) -> App:
     """Load every configured model and version (self-tests included) and return the app.
 
     Call it before forking workers so they share the loaded models; `state_dir` is where the
     workers share run-time changes (a new temporary folder by default). `overrides` is the
-    overrides file (by default $SERVING_RUNTIME_OVERRIDES, if set).
+    overrides file (by default $SERVING_RUNTIME_OVERRIDES, if set). `threads` is how many
+    predicts each serving process runs at once (off its event loop).
     """
     path = Path(config_path) if config_path is not None else find_config()
     config = load_config(path)
@@ -37,11 +40,18 @@ def create_app(
     registry.on_change.append(lambda event, fields: _log_change(log, event, fields))
     folder = Path(state_dir) if state_dir is not None else Path(tempfile.mkdtemp(prefix="lls-"))
     follower = follow_plan(config, folder, registry, log, overrides=overrides)
-    metrics = Metrics(lambda: registry.snapshot)
+    settings = settings or HttpSettings()
+    metrics = Metrics(lambda: registry.snapshot, settings.latency_objective_ms)
     metrics.registry.register(PlanCollector(follower))
     dataplane = DataPlane(registry, follower, log)
+    policies = {
+        model_id: BatchPolicy(model.batching.max_rows, model.batching.max_wait_ms / 1000)
+        for model_id, model in config.models.items()
+        if model.batching is not None
+    }
+    dataplane.scheduler = Scheduler(threads, policies, metrics)
     dataplane.offload = Offload(folder / "offload.sock", config.recording, metrics)
-    app = App(dataplane, metrics, log, settings or HttpSettings())
+    app = App(dataplane, metrics, log, settings)
     app.tracing = dataplane.tracing = Tracing.from_environment(config.root.name, log)
     return app
 

@@ -50,13 +50,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     for name, default, text in (
         ("workers", "2", "worker processes (one per core is usual)"),
-        ("threads", "2", "threads per worker (--worker threads)"),
-        ("timeout", "30", "seconds before a silent worker is restarted"),
+        (
+            "threads",
+            "1",
+            "predict threads per worker: predicts run off the event loop, so probes never "
+            "wait; raise it only for predicts that wait on I/O (a feature store, a service)",
+        ),
+        (
+            "timeout",
+            "30",
+            "seconds before a silent worker, or one stuck in a predict, is restarted",
+        ),
         ("graceful-timeout", "30", "seconds in-flight requests get to finish on SIGTERM"),
         ("keepalive", "75", "seconds an idle keep-alive connection is kept"),
         ("max-requests", "0", "restart a worker after this many requests (0: never)"),
         ("max-body-bytes", str(1024 * 1024), "largest request body accepted"),
-        ("body-timeout", "10", "seconds a client gets to send its whole body (then 408)"),
+        (
+            "body-timeout",
+            "10",
+            "seconds a client gets to send a request's headers, then its whole body (then 408)",
+        ),
     ):
         env = name.upper().replace("-", "_")
         serve.add_argument(
@@ -66,19 +79,30 @@ def _parser() -> argparse.ArgumentParser:
             help=f"{text} [$SERVING_RUNTIME_{env}, {default}]",
         )
     serve.add_argument(
+        "--request-timeout",
+        type=float,
+        default=float(_env("REQUEST_TIMEOUT", "10")),
+        help="seconds from a request's arrival to its answer, below --timeout: past it the "
+        "answer is a 504 and rows not yet predicted never are; a proxy's "
+        "x-envoy-expected-rq-timeout-ms shortens it per request (0: none of its own) "
+        "[$SERVING_RUNTIME_REQUEST_TIMEOUT, 10]",
+    )
+    serve.add_argument(
+        "--latency-objective-ms",
+        type=int,
+        default=int(_env("LATENCY_OBJECTIVE_MS", "0")) or None,
+        help="the latency objective: one bound of the lls_request_duration_seconds histogram, "
+        "so alerts count the requests over it exactly (1 to 60000) "
+        "[$SERVING_RUNTIME_LATENCY_OBJECTIVE_MS]",
+    )
+    serve.add_argument(
         "--server",
         choices=["gunicorn", "granian"],
         default=_env("SERVER", "gunicorn"),
         help="the prefork HTTP server [$SERVING_RUNTIME_SERVER, gunicorn]",
     )
-    serve.add_argument(
-        "--worker",
-        choices=["fast", "threads"],
-        default=_env("WORKER", "") or "fast",
-        help="Gunicorn's worker: fast (one event loop per process and a C HTTP parser; "
-        "predicts run one at a time per process) or threads (--threads threads per process: "
-        "for predicts that wait on I/O, such as a call to another service) "
-        "[$SERVING_RUNTIME_WORKER, fast]",
+    serve.add_argument(  # runtime 0.3's choice, accepted and ignored: one worker serves both
+        "--worker", choices=["fast", "threads"], default=None, help=argparse.SUPPRESS
     )
     serve.add_argument(
         "--log-features",
@@ -228,6 +252,23 @@ def _serve(args: argparse.Namespace) -> int:
     if args.artifact_dir:
         dirs = os.pathsep.join(str(d.absolute()) for d in args.artifact_dir)
         os.environ["SERVING_RUNTIME_ARTIFACT_DIR"] = dirs
+    if args.request_timeout < 0 or args.request_timeout >= args.timeout:
+        raise ServingRuntimeError(
+            f"--request-timeout ({args.request_timeout:g} s) must be at least 0 and below "
+            f"--timeout ({args.timeout} s), which replaces a worker stuck in a predict"
+        )
+    objective = args.latency_objective_ms
+    if objective is not None and not 1 <= objective <= 60_000:
+        raise ServingRuntimeError(f"--latency-objective-ms {objective} is not within 1 to 60000")
+    if args.worker is not None or _env("WORKER", ""):
+        from ._logs import JsonLog  # the server's log is JSON lines: this note is one too
+
+        JsonLog().event(
+            "warning",
+            "worker_setting_ignored",
+            message="--worker (SERVING_RUNTIME_WORKER) is no longer used: every worker runs "
+            "one event loop, with predicts on --threads threads",
+        )
     binds = args.bind or _env("BIND", "127.0.0.1:8080").split(",")
     server = ServerSettings(
         bind=tuple(binds),
@@ -241,9 +282,14 @@ def _serve(args: argparse.Namespace) -> int:
         server=args.server,
     )
     http = HttpSettings(
-        args.max_body_bytes, args.log_features, args.admin_token, float(args.body_timeout)
+        max_body_bytes=args.max_body_bytes,
+        log_features=args.log_features,
+        admin_token=args.admin_token,
+        body_timeout=float(args.body_timeout),
+        request_timeout=args.request_timeout,
+        latency_objective_ms=objective,
     )
-    serve(config.resolve(), server, http, args.worker)
+    serve(config.resolve(), server, http)
     return 0
 
 

@@ -68,6 +68,25 @@ class VersionConfig(_Frozen):
     )
 
 
+class BatchingConfig(_Frozen):
+    """Adaptive batching: concurrent requests to one version become one predict call."""
+
+    max_rows: int = Field(
+        ge=1,
+        le=4096,
+        description="Most rows in one predict call (whole requests are never split; a request "
+        "with more rows goes alone). Batching needs the class's feature_names and a predict "
+        "that returns one output per row.",
+    )
+    max_wait_ms: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1000.0,
+        description="Milliseconds a request may wait for a fuller batch once a predict thread "
+        "is free for it. A request that finds the model idle never waits.",
+    )
+
+
 class ModelConfig(_Frozen):
     """One model: the class that serves it, its versions and the primary one."""
 
@@ -77,6 +96,9 @@ class ModelConfig(_Frozen):
     primary: Name = Field(description="The version /infer answers with when none is asked for.")
     versions: dict[Name, VersionConfig] = Field(
         min_length=1, description="The versions loaded at start, by name (at least one)."
+    )
+    batching: BatchingConfig | None = Field(
+        default=None, description="Batch concurrent requests into one predict; off when absent."
     )
 
     @model_validator(mode="after")

@@ -1,7 +1,8 @@
 """The transport-independent operations: infer, readiness, listing and run-time changes.
 
 Knows nothing of HTTP. Keeps this worker's registry in step with the shared plan before every
-operation, so a change made through any worker is seen by all.
+operation, so a change made through any worker is seen by all. Predictions run off the event
+loop, batched where a model allows it (see `_batching.py`).
 """
 
 from __future__ import annotations
@@ -9,19 +10,33 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from ._batching import Scheduler, Watch
 from ._changes import apply_change
-from ._errors import PredictFailed
+from ._errors import NotFound
 from ._logs import JsonLog
 from ._model import SelfTestReport, ServedModel
 from ._overrides import overrides_problems
-from ._registry import Registry, VersionSpec
+from ._registry import ModelEntry, Registry, VersionSpec
 from ._sync import Follower
 from ._tracing import Tracing
 
-if TYPE_CHECKING:
-    from ._offload import Offload
+
+class AfterPredict(Protocol):
+    """Where answered requests go for shadows and records (the offload client)."""
+
+    def after_predict(
+        self,
+        entry: ModelEntry,
+        model: ServedModel,
+        inputs: Any,
+        output: Any,
+        *,
+        request_id: str,
+        seconds: float,
+    ) -> None:
+        """Hand off the shadows and the record of one answered request, if any is due."""
 
 
 @dataclass(frozen=True)
@@ -33,13 +48,23 @@ class Prediction:
     output: Any
 
 
+@dataclass(frozen=True)
+class Description:
+    """A model version as another protocol describes it."""
+
+    model: ServedModel
+    versions: tuple[str, ...]  # those that can serve
+    class_path: str
+
+
 class DataPlane:
     """Infer, report and change models, for any transport."""
 
     def __init__(self, registry: Registry, follower: Follower, log: JsonLog) -> None:
         self.registry = registry
         self.follower = follower
-        self.offload: Offload | None = None  # shadows and recording, when wired
+        self.scheduler = Scheduler()  # where predicts run: threads of the serving process
+        self.offload: AfterPredict | None = None  # shadows and recording, when wired
         self.tracing: Tracing | None = None  # spans, when an OTLP endpoint is configured
         self._log = log
 
@@ -51,32 +76,37 @@ class DataPlane:
         """
         self.follower.ensure_running()
 
-    def infer(
+    async def infer(
         self,
         model_id: str,
         version: str | None,
         features: Any,
         request_id: str = "",
+        *,
         adapt: Callable[[ServedModel], Any] | None = None,
+        deadline: float | None = None,
+        watch: Watch | None = None,
     ) -> Prediction:
-        """Run one prediction; a failing predict() becomes PredictFailed, the worker goes on.
+        """Run one prediction off the event loop; a failing predict() becomes PredictFailed.
 
         `adapt`, when given, computes the features from the version that will answer (another
         protocol's inputs mapped to that version's feature names), instead of `features`.
+        `deadline` (the loop's clock) and `watch` (the client) let the rows go unpredicted
+        when no one would wait for them any more (DeadlineExceeded, ClientGone).
         """
-        self.sync()
-        model = self.registry.resolve(model_id, version)
+        model = self.resolve(model_id, version)
         if adapt is not None:
             features = adapt(model)
         started = time.perf_counter()
+        predict = self.scheduler.predict
         if self.tracing is None:
             inputs = model.prepare(features)
-            output = _predict(model, inputs)
+            output = await predict(model, inputs, deadline=deadline, watch=watch)
         else:
             with self.tracing.step("validate", model.model_id, model.version, request_id):
                 inputs = model.prepare(features)
             with self.tracing.step("predict", model.model_id, model.version, request_id):
-                output = _predict(model, inputs)
+                output = await predict(model, inputs, deadline=deadline, watch=watch)
         if self.offload is not None:
             entry = self.registry.snapshot.get(model_id)
             if entry is not None:
@@ -85,6 +115,34 @@ class DataPlane:
                     entry, model, inputs, output, request_id=request_id, seconds=seconds
                 )
         return Prediction(model.model_id, model.version, output)
+
+    def knows(self, model_id: str) -> bool:
+        """Whether `model_id` is one of the models served (whatever its state)."""
+        return model_id in self.registry.snapshot
+
+    def resolve(self, model_id: str, version: str | None) -> ServedModel:
+        """The version that answers `model_id` (and `version`); NotFound, NotReady if none."""
+        self.sync()
+        return self.registry.resolve(model_id, version)
+
+    def describe(self, model_id: str, version: str | None) -> Description:
+        """The answering version, the versions that can serve and the class, for metadata."""
+        model = self.resolve(model_id, version)
+        entry = self.registry.snapshot[model_id]
+        passing = tuple(v for v, e in entry.versions.items() if e.passed)
+        return Description(model, passing, entry.versions[model.version].spec.class_path)
+
+    def new_version(
+        self, model_id: str, artifact: str, class_path: str | None, shadow: bool
+    ) -> VersionSpec:
+        """What an admin load of a version not in models.yaml loads: the primary's class
+        unless another is named."""
+        self.sync()
+        entry = self.registry.snapshot.get(model_id)
+        if entry is None:
+            raise NotFound(f"unknown model {model_id!r}")
+        default = entry.versions[entry.plan.primary].spec.class_path
+        return VersionSpec(class_path or default, artifact, shadow)
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
         """Ready when every model has a serving version; with the reason per model."""
@@ -164,16 +222,6 @@ class DataPlane:
         """Take in the newest plan now, loading what it needs: a worker does before it serves."""
         self.follower.ensure_running()
         self.follower.catch_up()
-
-
-def _predict(model: ServedModel, inputs: Any) -> Any:
-    try:
-        return model.instance.predict(inputs)
-    except Exception as exc:
-        raise PredictFailed(
-            f"model {model.model_id!r} version {model.version!r} failed to predict: "
-            f"{type(exc).__name__}"
-        ) from exc
 
 
 def _selftest_summary(report: SelfTestReport | None) -> dict[str, Any] | None:

@@ -6,15 +6,17 @@
      └── RequestError             answered to a client; carries an HTTP status and a code
           ├── BadRequest            400 malformed JSON, fields or features
           ├── NotFound              404 unknown model, version or path
-          ├── RequestTimeout        408 the body did not arrive in time
+          ├── RequestTimeout        408 the headers or body did not arrive in time
           ├── MethodNotAllowed      405
           ├── Conflict              409 an admin change that cannot apply (e.g. unload primary)
           ├── PayloadTooLarge       413 body over the configured limit
-          ├── UnsupportedMediaType  415 body is not application/json
+          ├── UnsupportedMediaType  415 body is not application/json, or its encoding unknown
           ├── Unprocessable         422 an admin load whose version fails to load or self-test
           ├── PredictFailed         500 the model's predict() raised
           ├── Forbidden             403 admin call without the token, from another host
-          └── NotReady              503 no serving version (yet)
+          ├── NotReady              503 no serving version (yet)
+          ├── DeadlineExceeded      504 the request's deadline passed before its answer
+          └── ClientGone            499 the client left before its turn (nothing is sent)
 
 The statuses are plain integers: the core layers know no web framework.
 """
@@ -124,3 +126,21 @@ class NotReady(RequestError):
 
     status = 503
     code = "not_ready"
+
+
+class DeadlineExceeded(RequestError):
+    """The request's deadline (the runtime's, or the proxy's) passed before it was answered."""
+
+    status = 504
+    code = "deadline_exceeded"
+
+
+class ClientGone(RequestError):
+    """The client closed its connection before its rows were predicted: nobody waits for them.
+
+    Nothing is sent; 499 is what the request's log line and metrics record (nginx's status for
+    a request its client closed).
+    """
+
+    status = 499
+    code = "client_gone"

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -21,7 +21,11 @@ from ._registry import Snapshot
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0, 30.0, 60.0,
 )  # fmt: skip
+# Rows per predict call: 1 when unbatched, up to a model's `batching.max_rows`.
+BATCH_ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 NO_MODEL = "_none"  # label for requests that name no known model (bounded cardinality)
 
 
@@ -51,10 +55,19 @@ class _StateCollector:
         yield from (loaded, selftest, ready)
 
 
+def latency_buckets(objective_ms: int | None) -> tuple[float, ...]:
+    """The latency histogram's bounds, with the latency objective (ms) as one of them."""
+    if objective_ms is None:
+        return LATENCY_BUCKETS
+    return tuple(sorted({*LATENCY_BUCKETS, objective_ms / 1000}))
+
+
 class Metrics:
     """The runtime's metrics; `observe` is on the request path and stays cheap."""
 
-    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+    def __init__(
+        self, snapshot: Callable[[], Snapshot], latency_objective_ms: int | None = None
+    ) -> None:
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.registry = CollectorRegistry(auto_describe=True)
         own = None if self.multiprocess else self.registry
@@ -72,7 +85,35 @@ class Metrics:
             "lls_request_duration_seconds",
             "Time to answer an inference request, from the first byte read to the last written.",
             ["model_id", "version"],
-            buckets=LATENCY_BUCKETS,
+            buckets=latency_buckets(latency_objective_ms),
+            registry=own,
+        )
+        self._batch_rows = Histogram(
+            "lls_batch_rows",
+            "Rows per predict call: 1 unbatched, more when concurrent requests were batched.",
+            ["model_id", "version"],
+            buckets=BATCH_ROWS_BUCKETS,
+            registry=own,
+        )
+        self._waited = Histogram(
+            "lls_batch_wait_seconds",
+            "Time a request waited for a predict thread (and a fuller batch) before its predict.",
+            ["model_id", "version"],
+            buckets=WAIT_BUCKETS,
+            registry=own,
+        )
+        self._abandoned = Counter(
+            "lls_requests_abandoned",
+            "Requests whose rows were not predicted: the client left (client_gone) or the "
+            "deadline passed (deadline) while they waited.",
+            ["model_id", "reason"],
+            registry=own,
+        )
+        self._waiting = Gauge(
+            "lls_requests_waiting",
+            "Requests waiting now for a predict thread (or a fuller batch).",
+            ["model_id"],
+            multiprocess_mode="livesum",
             registry=own,
         )
         self._children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
@@ -108,6 +149,22 @@ class Metrics:
     def records_written(self, count: int) -> None:
         """Count records the sink accepted."""
         self._written.inc(count)
+
+    def batch(self, model_id: str, version: str, rows: int) -> None:
+        """Count one predict call of `rows` rows."""
+        self._batch_rows.labels(model_id, version).observe(rows)
+
+    def waited(self, model_id: str, version: str, seconds: float) -> None:
+        """Count the time one request waited before its predict."""
+        self._waited.labels(model_id, version).observe(seconds)
+
+    def waiting(self, model_id: str, change: int) -> None:
+        """Requests started (+1) or stopped (-1) waiting for a predict thread."""
+        self._waiting.labels(model_id).inc(change)
+
+    def abandoned(self, model_id: str, reason: str) -> None:
+        """Count one request not predicted (reason: client_gone or deadline)."""
+        self._abandoned.labels(model_id, reason).inc()
 
     def offload_restarted(self) -> None:
         """Count one restart of the background process."""

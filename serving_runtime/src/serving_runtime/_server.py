@@ -1,8 +1,12 @@
-"""The prefork server: Gunicorn, with the models loaded once before the workers fork."""
+"""The prefork server: Gunicorn, with the models loaded once before the workers fork.
+
+Each worker process runs uvicorn over the runtime's ASGI app (see `http/_worker.py`).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -14,7 +18,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
-from gunicorn.workers.gthread import ThreadWorker
 
 from ._errors import ServingRuntimeError
 from ._settings import HttpSettings, ServerSettings
@@ -122,28 +125,6 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return self._load()
 
 
-class GracefulThreadWorker(ThreadWorker):  # type: ignore[misc]
-    """Gunicorn's threaded worker, refusing new connections the moment it starts to stop.
-
-    The stock worker stops accepting on SIGTERM but keeps its copy of the listening socket
-    open until it exits, so the kernel goes on queueing connections that are then reset with
-    their request unanswered. This one takes what is already queued, then closes the socket:
-    a late client is refused at once (and a proxy retries elsewhere), none is dropped mid-way.
-    """
-
-    def set_accept_enabled(self, enabled: bool) -> None:
-        super().set_accept_enabled(enabled)
-        if enabled or self.alive:
-            return
-        for listener in self.sockets:
-            while True:
-                queued = self.nr_conns
-                self.accept(listener)  # non-blocking: returns at once when nothing waits
-                if self.nr_conns == queued:
-                    break
-            listener.close()
-
-
 def _start_offload(app: Any) -> OffloadSupervisor | None:
     """The background process for shadows and records, forked while nothing else runs."""
     from ._background import OffloadSupervisor
@@ -182,29 +163,8 @@ def _child_exit(server: Any, worker: Any) -> None:
     forget_worker(worker.pid)
 
 
-WORKERS = ("fast", "threads")  # `serve --worker`: the Gunicorn worker class
-DEFAULT_WORKER = "fast"
-
-
-def _worker_class(worker: str) -> type:
-    if worker == "fast":
-        from ._fastworker import FastWorker
-
-        return FastWorker
-    if worker == "threads":
-        return GracefulThreadWorker
-    raise ServingRuntimeError(f"unknown worker {worker!r}: choose one of {', '.join(WORKERS)}")
-
-
-def serve(
-    config_path: Path, server: ServerSettings, http: HttpSettings, worker: str = DEFAULT_WORKER
-) -> None:
-    """Load the models, then serve them until SIGTERM (in-flight requests finish first).
-
-    `worker` is Gunicorn's worker: "fast" (one event loop per process, predicts one at a time)
-    or "threads" (`server.threads` threads per process).
-    """
-    worker_class = _worker_class(worker)
+def serve(config_path: Path, server: ServerSettings, http: HttpSettings) -> None:
+    """Load the models, then serve them until SIGTERM (in-flight requests finish first)."""
     state_dir = Path(tempfile.mkdtemp(prefix="lls-serving-"))
     metrics_dir = state_dir / "metrics"
     metrics_dir.mkdir()
@@ -213,20 +173,23 @@ def serve(
     for name in _ONE_THREAD:
         os.environ.setdefault(name, "1")
     from ._app import create_app
+    from .http._worker import RuntimeWorker
 
     def load() -> Any:
-        return create_app(config_path, http, state_dir)
+        return create_app(config_path, http, state_dir, threads=server.threads)
 
     app = load() if server.preload else None
     offload = _start_offload(app if app is not None else load())
+    # What is loaded stays out of the collector's reach: the workers forked next share its
+    # pages, which a collection would otherwise write to (and so copy) in each of them.
+    gc.freeze()
     if server.server == "granian":  # granian's own master runs the loop: no restarts there
         _serve_granian(app if app is not None else load(), server)
         return
     options = {
         "bind": list(server.bind),
         "workers": server.workers,
-        "worker_class": worker_class,
-        "threads": server.threads,
+        "worker_class": RuntimeWorker,
         "timeout": server.timeout,
         "graceful_timeout": server.graceful_timeout,
         "keepalive": server.keepalive,
@@ -259,9 +222,8 @@ def _serve_granian(app: Any, server: ServerSettings) -> None:
         "serving_runtime:create_app",  # named in granian's logs only; the loader gives the app
         address=host.strip("[]") or "0.0.0.0",
         port=int(port),
-        interface=Interfaces.WSGI,
+        interface=Interfaces.ASGI,
         workers=server.workers,
-        blocking_threads=server.threads,
         http=HTTPModes.http1,
         websockets=False,
         respawn_failed_workers=True,
@@ -286,6 +248,7 @@ _LOGGING: dict[str, Any] = {
     "loggers": {
         "gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
         "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+        "uvicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
     },
 }
 

@@ -9,12 +9,18 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 @dataclass(frozen=True)
 class HttpSettings:
-    """What the HTTP layer can be told: body limit, feature logging, admin token."""
+    """What the HTTP layer can be told: limits, deadlines, feature logging, admin token."""
 
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     log_features: bool = False
     admin_token: str | None = None
-    body_timeout: float = 10.0  # seconds a client gets to send its whole body
+    body_timeout: float = 10.0  # seconds a client gets to send its headers, then its body
+    # Seconds from a request's arrival to its answer; `x-envoy-expected-rq-timeout-ms` may
+    # shorten it per request. 0: no deadline of the runtime's own.
+    request_timeout: float = 10.0
+    # The latency objective (ms): one bound of the latency histogram, so alerts can count
+    # the requests over it exactly.
+    latency_objective_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -23,7 +29,7 @@ class ServerSettings:
 
     bind: tuple[str, ...] = ("127.0.0.1:8080",)
     workers: int = 2
-    threads: int = 2
+    threads: int = 1  # predict threads per worker: more only for predicts that wait on I/O
     timeout: int = 30
     graceful_timeout: int = 30
     keepalive: int = 75

@@ -59,28 +59,21 @@ class Tracing:
         self._pid = os.getpid()
 
     @contextmanager
-    def request(self, environ: dict[str, Any], request_id: str) -> Iterator[Any]:
-        """The server span of one request, child of the caller's trace context if sent."""
+    def request(self, headers: dict[str, str], method: str, path: str) -> Iterator[Any]:
+        """The server span of one request, child of the caller's trace context if sent.
+
+        `headers` are the request's, with lower-case names (the trace context is read there).
+        """
         if self._pid != os.getpid():
             self._start()
         from opentelemetry.trace import SpanKind
 
-        carrier = {
-            key[5:].lower().replace("_", "-"): value
-            for key, value in environ.items()
-            if key.startswith("HTTP_")
-        }
-        parent = self._propagator.extract(carrier)
-        method, path = environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")
+        parent = self._propagator.extract(headers)
         with self._tracer.start_as_current_span(
             f"{method} {path}",
             context=parent,
             kind=SpanKind.SERVER,
-            attributes={
-                "http.request.method": method,
-                "url.path": path,
-                "lls.request_id": request_id,
-            },
+            attributes={"http.request.method": method, "url.path": path},
         ) as span:
             yield span
 

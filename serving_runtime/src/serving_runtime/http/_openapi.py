@@ -8,12 +8,11 @@ Served at GET /openapi.json; the docs and the fuzz tests read it from there.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._version import __version__
+from serving_runtime._version import __version__
 
-if TYPE_CHECKING:
-    from ._http import App
+from ._types import RouteTable
 
 _ERROR = {
     "type": "object",
@@ -109,7 +108,7 @@ _SCHEMAS: dict[str, tuple[dict[str, Any] | None, dict[int, tuple[str, dict[str, 
 _GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")
 
 
-def document(app: App) -> dict[str, Any]:
+def document(app: RouteTable) -> dict[str, Any]:
     """OpenAPI 3.1 for every route of `app` whose path can be written as a template."""
     paths: dict[str, Any] = {}
     for path, methods in app.routes.items():

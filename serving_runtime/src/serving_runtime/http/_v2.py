@@ -7,9 +7,9 @@
     POST /v2/models/{name}[/versions/{v}]/infer       inference
 
 HTTP only: every operation is a data plane call, so versions resolve, metrics count and the
-request log line is written exactly as for /infer. Errors take the protocol's shape,
-{"error": "message"}, with the runtime's statuses. The binary tensor data extension is
-supported both ways, since tritonclient uses it by default.
+request log line is written exactly as for /infer (and bodies are read by the same reader).
+Errors take the protocol's shape, {"error": "message"}, with the runtime's statuses. The binary
+tensor data extension is supported both ways, since tritonclient uses it by default.
 """
 
 from __future__ import annotations
@@ -18,103 +18,96 @@ import functools
 import re
 import struct
 import traceback
-import zlib
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 
-from ._errors import (
+from serving_runtime._errors import (
     BadRequest,
     NotFound,
     NotReady,
-    PayloadTooLarge,
     PredictFailed,
     RequestError,
     UnsupportedMediaType,
 )
-from ._model import ServedModel
-from ._tensors import Tensor, decode_inputs, output_tensor
-from ._version import __version__
+from serving_runtime._model import ServedModel
+from serving_runtime._tensors import Tensor, decode_inputs, output_tensor
+from serving_runtime._version import __version__
 
-if TYPE_CHECKING:
-    from ._http import App, Environ, Handler, Request, Response
+from ._body import media_type, read_body
+from ._types import JSON, Context, Patterns, Request, Response, protocol_error_response
+from ._watch import ClientWatch
 
 OUTPUT = "output"  # the one output tensor: whatever predict() returns
 SERVER_NAME = "lls-serving-runtime"
 _MODEL_PATH = r"^/v2/models/([^/]+)(?:/versions/([^/]+))?"
-_JSON = ("Content-Type", "application/json")
-_BINARY = ("Content-Type", "application/octet-stream")
+_BINARY = (b"content-type", b"application/octet-stream")
 # tritonclient sends no Content-Type; aiohttp (its asyncio client) sends octet-stream for JSON too.
 _MEDIA_TYPES = frozenset({"", "application/json", "application/octet-stream"})
-_INFLATE = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}  # tritonclient's choices
 _REQUEST_FIELDS = frozenset({"id", "parameters", "inputs", "outputs"})
 
-
-def v2_routes(app: App) -> list[tuple[re.Pattern[str], dict[str, Handler]]]:
-    """The V2 paths for the app's table of parametrised routes; inference first, the hot path."""
-    face = V2Face(app)
-    return [
-        (re.compile(_MODEL_PATH + "/infer$"), {"POST": face.infer}),
-        (re.compile(_MODEL_PATH + "/ready$"), {"GET": face.model_ready}),
-        (re.compile(_MODEL_PATH + "$"), {"GET": face.model_metadata}),
-        (re.compile(r"^/v2/health/live$"), {"GET": face.live}),
-        (re.compile(r"^/v2/health/ready$"), {"GET": face.ready}),
-        (re.compile(r"^/v2/?$"), {"GET": face.server_metadata}),
-        (re.compile(r"^/v2/"), {"GET": face.no_such_path, "POST": face.no_such_path}),
-    ]
-
-
-V2Handler = Callable[["V2Face", "Request"], "Response"]
+V2Handler = Callable[["V2Face", Request], Awaitable[Response]]
 
 
 def _v2_errors(handler: V2Handler) -> V2Handler:
-    """Answer a RequestError in the protocol's shape; log the team's traceback as App does."""
+    """Answer a RequestError in the protocol's shape; log the team's traceback as the app does."""
 
     @functools.wraps(handler)
-    def answer(face: V2Face, request: Request) -> Response:
+    async def answer(face: V2Face, request: Request) -> Response:
         try:
-            return handler(face, request)
+            return await handler(face, request)
         except RequestError as exc:
             if exc.__cause__ is not None:
-                face.app.log.event(
+                face.context.log.event(
                     "error",
                     exc.code,
                     request_id=request.request_id,
                     message=exc.message,
                     traceback="".join(traceback.format_exception(exc.__cause__)),
                 )
-            return exc.status, orjson.dumps({"error": exc.message}), [_JSON]
+            request.error = exc.code
+            return protocol_error_response(exc)
         except Exception:
-            face.app.log.event(
+            face.context.log.event(
                 "error",
                 "unhandled",
                 request_id=request.request_id,
                 traceback=traceback.format_exc(),
             )
             message = f"internal error; see the log for request id {request.request_id}"
-            return 500, orjson.dumps({"error": message}), [_JSON]
+            return protocol_error_response(RequestError(message))
 
     return answer
 
 
 class V2Face:
-    """The V2 handlers, over the app's data plane, log and settings."""
+    """The V2 handlers, over the data plane."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self.dataplane = app.dataplane
+    def __init__(self, context: Context) -> None:
+        self.context = context
+        self.dataplane = context.dataplane
+
+    def patterns(self) -> Patterns:
+        """The V2 paths, inference first (the hot path); none can be written as a template."""
+        return [
+            (re.compile(_MODEL_PATH + "/infer$"), {"POST": self.infer}),
+            (re.compile(_MODEL_PATH + "/ready$"), {"GET": self.model_ready}),
+            (re.compile(_MODEL_PATH + "$"), {"GET": self.model_metadata}),
+            (re.compile(r"^/v2/health/live$"), {"GET": self.live}),
+            (re.compile(r"^/v2/health/ready$"), {"GET": self.ready}),
+            (re.compile(r"^/v2/?$"), {"GET": self.server_metadata}),
+            (re.compile(r"^/v2/"), {"GET": self.no_such_path, "POST": self.no_such_path}),
+        ]
 
     @_v2_errors
-    def infer(self, request: Request) -> Response:
+    async def infer(self, request: Request) -> Response:
         """POST .../infer: input tensors in, the prediction out as the tensor `output`."""
         request.inference = True
         name, version = _name_version(request)
-        if name in self.dataplane.registry.snapshot:
+        if self.dataplane.knows(name):
             request.model_id = name
-        header, binary = _read_body(
-            request.environ, self.app.settings.max_body_bytes, self.app.read_body
-        )
+        header, binary = await _read_request(request, self.context)
         payload = _json_object(header)
         tensors = decode_inputs(payload.get("inputs"), binary)
         binary_output = _binary_output(payload)
@@ -123,8 +116,14 @@ class V2Face:
             request.features = _features(model, tensors)
             return request.features
 
-        prediction = self.dataplane.infer(
-            name, version, None, request.request_id, adapt=features_for
+        prediction = await self.dataplane.infer(
+            name,
+            version,
+            None,
+            request.request_id,
+            adapt=features_for,
+            deadline=request.deadline,
+            watch=ClientWatch(request.receive),
         )
         request.version = prediction.version
         try:
@@ -139,60 +138,55 @@ class V2Face:
         )
 
     @_v2_errors
-    def model_ready(self, request: Request) -> Response:
+    async def model_ready(self, request: Request) -> Response:
         """GET .../ready: 200 when the model (version) can serve, 503 when not yet."""
         name, version = _name_version(request)
         request.model_id, request.version = name, version
         try:
-            self._resolve(name, version)
+            self.dataplane.resolve(name, version)
         except NotReady:
-            return 503, orjson.dumps({"name": name, "ready": False}), [_JSON]
-        return 200, orjson.dumps({"name": name, "ready": True}), [_JSON]
+            return 503, orjson.dumps({"name": name, "ready": False}), [JSON]
+        return 200, orjson.dumps({"name": name, "ready": True}), [JSON]
 
     @_v2_errors
-    def model_metadata(self, request: Request) -> Response:
+    async def model_metadata(self, request: Request) -> Response:
         """GET /v2/models/{name}[/versions/{v}]: versions, inputs and outputs."""
         name, version = _name_version(request)
         request.model_id, request.version = name, version
-        model = self._resolve(name, version)
-        entry = self.dataplane.registry.snapshot[name]
+        described = self.dataplane.describe(name, version)
+        model = described.model
         body = {
             "name": name,
-            "versions": [v for v, e in entry.versions.items() if e.passed],
-            "platform": entry.versions[model.version].spec.class_path,
+            "versions": list(described.versions),
+            "platform": described.class_path,
             "inputs": [{"name": n, "datatype": "FP64", "shape": [-1]} for n in model.spec.names]
             if model.spec is not None
             else [],
             "outputs": _output_metadata(model),
         }
-        return 200, orjson.dumps(body), [_JSON]
+        return 200, orjson.dumps(body), [JSON]
 
     @_v2_errors
-    def live(self, request: Request) -> Response:
+    async def live(self, request: Request) -> Response:
         """GET /v2/health/live: the process answers."""
-        return 200, b'{"live":true}', [_JSON]
+        return 200, b'{"live":true}', [JSON]
 
     @_v2_errors
-    def ready(self, request: Request) -> Response:
+    async def ready(self, request: Request) -> Response:
         """GET /v2/health/ready: as /readyz, every model has a serving version."""
         ready, _ = self.dataplane.ready()
-        return (200 if ready else 503), orjson.dumps({"ready": ready}), [_JSON]
+        return (200 if ready else 503), orjson.dumps({"ready": ready}), [JSON]
 
     @_v2_errors
-    def server_metadata(self, request: Request) -> Response:
+    async def server_metadata(self, request: Request) -> Response:
         """GET /v2: name, version and extensions."""
         body = {"name": SERVER_NAME, "version": __version__, "extensions": ["binary_tensor_data"]}
-        return 200, orjson.dumps(body), [_JSON]
+        return 200, orjson.dumps(body), [JSON]
 
     @_v2_errors
-    def no_such_path(self, request: Request) -> Response:
+    async def no_such_path(self, request: Request) -> Response:
         """Any other /v2 path: a 404 in the protocol's shape."""
         raise NotFound(f"no such path: {request.path}")
-
-    def _resolve(self, name: str, version: str | None) -> ServedModel:
-        # The feature names tell how tensors map to predict(); the data plane resolves again.
-        self.dataplane.sync()
-        return self.dataplane.registry.resolve(name, version)
 
 
 def _name_version(request: Request) -> tuple[str, str | None]:
@@ -200,24 +194,16 @@ def _name_version(request: Request) -> tuple[str, str | None]:
     return name, version or None
 
 
-def _read_body(
-    environ: Environ, limit: int, read: Callable[[Environ], bytes]
-) -> tuple[memoryview, memoryview]:
+async def _read_request(request: Request, context: Context) -> tuple[memoryview, memoryview]:
     """The JSON header and the binary data after it, within the body limit and time."""
-    media_type = (environ.get("CONTENT_TYPE") or "").partition(";")[0].strip().lower()
-    if media_type not in _MEDIA_TYPES:
+    kind = media_type(request)
+    if kind not in _MEDIA_TYPES:
         raise UnsupportedMediaType(
             f"send V2 requests as application/json (binary data: application/octet-stream "
-            f"with Inference-Header-Content-Length), not {media_type}"
+            f"with Inference-Header-Content-Length), not {kind}"
         )
-    encoding = (environ.get("HTTP_CONTENT_ENCODING") or "identity").strip().lower()
-    if encoding != "identity" and encoding not in _INFLATE:
-        raise UnsupportedMediaType(f"Content-Encoding {encoding} is not gzip or deflate")
-    body = read(environ)  # the app's reader: bounded in size and time
-    if encoding != "identity":
-        body = _inflate(body, encoding, limit)
-    whole = memoryview(body)
-    given = environ.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH")
+    whole = memoryview(await read_body(request, context.settings))
+    given = request.headers.get("inference-header-content-length")
     if given is None:
         return whole, whole[len(whole) :]
     try:
@@ -229,19 +215,6 @@ def _read_body(
             f"Inference-Header-Content-Length {split} is not within the body of {len(whole)} bytes"
         )
     return whole[:split], whole[split:]
-
-
-def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
-    inflater = zlib.decompressobj(_INFLATE[encoding])
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise BadRequest(f"body is not valid {encoding} data: {exc}") from None
-    if len(data) > limit:
-        raise PayloadTooLarge(f"decompressed body is over the limit of {limit} bytes")
-    if not inflater.eof:
-        raise BadRequest(f"body is cut short {encoding} data")
-    return data
 
 
 def _json_object(header: memoryview) -> dict[str, Any]:
@@ -325,14 +298,15 @@ def _infer_response(
     body["outputs"] = [output]
     if not binary:
         output["data"] = tensor.flat
-        return 200, orjson.dumps(body), [_JSON]
+        return 200, orjson.dumps(body), [JSON]
     try:
         data = tensor.packed()
     except (OverflowError, UnicodeEncodeError, struct.error) as exc:
         raise PredictFailed(f"model {model_id!r} output cannot be sent as binary: {exc}") from None
     output["parameters"] = {"binary_data_size": len(data)}
     header = orjson.dumps(body)
-    return 200, header + data, [_BINARY, ("Inference-Header-Content-Length", str(len(header)))]
+    length = str(len(header)).encode()
+    return 200, header + data, [_BINARY, (b"inference-header-content-length", length)]
 
 
 def _output_metadata(model: ServedModel) -> list[dict[str, Any]]:

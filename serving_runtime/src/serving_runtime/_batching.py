@@ -1,0 +1,404 @@
+"""Predictions off the event loop, and concurrent requests to a model batched into one predict.
+
+The event loop never runs the team's `predict`: it hands each request's rows to this scheduler
+and awaits them, so it goes on answering probes, reading requests and forming the next batch.
+A few predict threads (one per worker process by default) take the work:
+
+- a request that finds a thread free and no one queued for its model version goes at once, so
+  a single request is as fast as it would be without batching;
+- a request that arrives while every thread is busy waits in its model version's queue; when a
+  thread frees, the queue whose turn it is becomes one `predict` call of at most `max_rows`
+  rows (whole requests, oldest first), after waiting at most `max_wait` from the first one's
+  arrival for more; each request gets exactly its own rows' outputs, in order;
+- a batch whose `predict` raises, or whose output cannot be split by rows, is predicted again
+  request by request, so only a bad request fails (and a model whose outputs never split is
+  served one request at a time from then on);
+- a request whose client left while it waited, or whose deadline passed, is not predicted.
+
+Knows nothing of HTTP; shadows, recording and metrics see requests (see the data plane).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ._errors import ClientGone, DeadlineExceeded, PredictFailed
+from ._model import ServedModel
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """How one model's concurrent requests are batched."""
+
+    max_rows: int = 1  # rows in one predict call; 1: no batching
+    max_wait: float = 0.0  # seconds a request may wait for a fuller batch once it could go
+
+
+UNBATCHED = BatchPolicy()
+
+
+class Observer(Protocol):
+    """What the scheduler reports (the runtime's metrics implement it)."""
+
+    def batch(self, model_id: str, version: str, rows: int) -> None:
+        """One predict call of `rows` rows."""
+
+    def waited(self, model_id: str, version: str, seconds: float) -> None:
+        """A request waited `seconds` between its arrival here and its predict."""
+
+    def waiting(self, model_id: str, change: int) -> None:
+        """Requests started (+1) or stopped (-1) waiting in a queue."""
+
+    def abandoned(self, model_id: str, reason: str) -> None:
+        """A request was not predicted: `client_gone` or `deadline`."""
+
+
+class Watch(Protocol):
+    """The client's side of a request: tells, once started, when the client leaves."""
+
+    def start(self, on_gone: Callable[[], None]) -> None:
+        """Call `on_gone` (on the event loop) if the client leaves."""
+
+    def stop(self) -> None:
+        """No need to know any more."""
+
+
+class _Job:
+    __slots__ = (
+        "deadline", "future", "inputs", "model", "queued", "queued_at", "rows", "timer", "watch",
+    )  # fmt: skip
+
+    def __init__(
+        self, model: ServedModel, inputs: Any, rows: int, future: asyncio.Future[Any], now: float
+    ) -> None:
+        self.model = model
+        self.inputs = inputs
+        self.rows = rows
+        self.future = future
+        self.queued_at = now
+        self.deadline: float | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.queued = False  # waiting in a queue
+        self.watch: Watch | None = None  # the client, watched while the job waits
+
+
+class _Batch:
+    __slots__ = ("jobs", "model", "outcomes", "rows", "split")
+
+    def __init__(self, model: ServedModel, jobs: list[_Job], split: bool) -> None:
+        self.model = model
+        self.jobs = jobs
+        self.rows = sum(job.rows for job in jobs)
+        self.split = split  # predicted as one call (else request by request)
+        self.outcomes: list[tuple[bool, Any]] = []  # (raised, output or exception) per job
+
+
+class _Queue:
+    __slots__ = ("jobs", "model", "policy")
+
+    def __init__(self, model: ServedModel, policy: BatchPolicy) -> None:
+        self.model = model
+        self.policy = policy
+        self.jobs: deque[_Job] = deque()
+
+    def live_head(self) -> _Job | None:
+        jobs = self.jobs
+        while jobs and jobs[0].future.done():  # answered while it waited (left, expired)
+            jobs.popleft()
+        return jobs[0] if jobs else None
+
+    def due(self, now: float) -> float:
+        """When this queue's next batch should go (the past: at once)."""
+        head = self.live_head()
+        assert head is not None
+        if self.policy.max_wait <= 0.0:
+            return head.queued_at
+        rows = 0
+        for job in self.jobs:
+            if not job.future.done():
+                rows += job.rows
+                if rows >= self.policy.max_rows:
+                    return head.queued_at
+        return head.queued_at + self.policy.max_wait
+
+
+class _Silent:
+    def batch(self, model_id: str, version: str, rows: int) -> None:
+        pass
+
+    def waited(self, model_id: str, version: str, seconds: float) -> None:
+        pass
+
+    def waiting(self, model_id: str, change: int) -> None:
+        pass
+
+    def abandoned(self, model_id: str, reason: str) -> None:
+        pass
+
+
+class Scheduler:
+    """Runs predicts on `threads` threads of the current process, batching where allowed."""
+
+    def __init__(
+        self,
+        threads: int = 1,
+        policies: Mapping[str, BatchPolicy] | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        self.threads = max(1, threads)
+        self.policies = dict(policies or {})
+        self.observer: Observer = observer or _Silent()
+        self._pid = 0  # the process whose threads, loop and queues these are
+
+    def _start(self) -> None:
+        # After fork: the threads and queues of the master (if any) are not this process's.
+        self._pid = os.getpid()
+        self._loop = asyncio.get_running_loop()
+        self._work: queue.SimpleQueue[_Batch] = queue.SimpleQueue()
+        self._queues: dict[int, _Queue] = {}
+        self._busy = 0
+        self._wake: asyncio.TimerHandle | None = None
+        self._wake_at = 0.0
+        self._running_since = [0.0] * self.threads  # per thread: when its batch began
+        self._unsplittable: set[int] = set()  # models whose outputs did not split by rows
+        for index in range(self.threads):
+            thread = threading.Thread(
+                target=self._serve, args=(index,), name=f"lls-predict-{index}", daemon=True
+            )
+            thread.start()
+
+    def start(self) -> None:
+        """Start this process's predict threads (else done on the first predict)."""
+        if self._pid != os.getpid():
+            self._start()
+
+    def stuck_for(self) -> float:
+        """Seconds the longest-running predict of this process has been running (0: none)."""
+        if self._pid != os.getpid():
+            return 0.0
+        began = [t for t in self._running_since if t]
+        return time.monotonic() - min(began) if began else 0.0
+
+    async def predict(
+        self,
+        model: ServedModel,
+        inputs: Any,
+        *,
+        deadline: float | None = None,
+        watch: Watch | None = None,
+    ) -> Any:
+        """The output of the model's predict on `inputs` (a list of rows when it has features).
+
+        `deadline` is in `time.monotonic()`'s clock. Raises PredictFailed when predict
+        raised, DeadlineExceeded when the deadline passed first, ClientGone when the client
+        left before its rows were predicted.
+        """
+        if self._pid != os.getpid():
+            self._start()
+        loop = self._loop
+        policy = self._policy(model)
+        rows = len(inputs) if policy.max_rows > 1 else 1
+        now = time.monotonic()
+        job = _Job(model, inputs, rows, loop.create_future(), now)
+        if deadline is not None:
+            job.deadline = deadline
+            job.timer = loop.call_later(deadline - now, self._expire, job)
+        key = id(model)
+        waiting = self._queues.get(key)
+        if self._busy < self.threads and (waiting is None or waiting.live_head() is None):
+            self._dispatch(_Batch(model, [job], split=False))
+        else:
+            if waiting is None:
+                waiting = self._queues[key] = _Queue(model, policy)
+            waiting.jobs.append(job)
+            job.queued = True
+            self.observer.waiting(model.model_id, 1)
+            if watch is not None:
+                job.watch = watch
+                watch.start(lambda: self._abandon(job, "client_gone"))
+            self._next()
+        return await job.future
+
+    def _policy(self, model: ServedModel) -> BatchPolicy:
+        policy = self.policies.get(model.model_id, UNBATCHED)
+        if model.spec is None or id(model.instance) in self._unsplittable:
+            return UNBATCHED  # rows are only known for models that declare their features
+        return policy
+
+    # on the event loop
+
+    def _expire(self, job: _Job) -> None:
+        job.timer = None
+        if job.future.done():
+            return
+        if job.queued:  # never predicted
+            self._abandon(job, "deadline")
+            return
+        job.future.set_exception(
+            DeadlineExceeded("the request's deadline passed while its model predicted")
+        )
+
+    def _abandon(self, job: _Job, reason: str) -> None:
+        if job.future.done():
+            return
+        self.observer.abandoned(job.model.model_id, reason)
+        if reason == "deadline":
+            error: Exception = DeadlineExceeded(
+                "not predicted: the request's deadline passed while it waited for its turn"
+            )
+        else:
+            error = ClientGone("not predicted: the client left while the request waited")
+        job.future.set_exception(error)
+        self._release(job)
+
+    def _release(self, job: _Job) -> None:
+        if job.queued:
+            job.queued = False
+            self.observer.waiting(job.model.model_id, -1)
+        if job.watch is not None:
+            job.watch.stop()
+            job.watch = None
+        if job.timer is not None and job.future.done():
+            job.timer.cancel()
+            job.timer = None
+
+    def _next(self) -> None:
+        """Start batches while threads are free and a queue's turn has come."""
+        while self._busy < self.threads:
+            now = time.monotonic()
+            chosen, due = None, 0.0
+            for key, waiting in list(self._queues.items()):
+                if waiting.live_head() is None:
+                    del self._queues[key]
+                    continue
+                at = waiting.due(now)
+                if chosen is None or at < due:
+                    chosen, due = waiting, at
+            if chosen is None:
+                return
+            if due > now:  # waiting for a fuller batch
+                if self._wake is None or due < self._wake_at:
+                    if self._wake is not None:
+                        self._wake.cancel()
+                    self._wake_at = due
+                    self._wake = self._loop.call_later(due - now, self._woken)
+                return
+            self._dispatch(self._take(chosen, now))
+
+    def _woken(self) -> None:
+        self._wake = None
+        self._next()
+
+    def _take(self, waiting: _Queue, now: float) -> _Batch:
+        jobs: list[_Job] = []
+        rows = 0
+        limit = waiting.policy.max_rows
+        while waiting.jobs:
+            job = waiting.jobs[0]
+            if job.future.done():
+                waiting.jobs.popleft()
+                continue
+            if jobs and rows + job.rows > limit:
+                break
+            waiting.jobs.popleft()
+            if job.deadline is not None and job.deadline <= now:
+                self._abandon(job, "deadline")  # its timer has not run yet
+                continue
+            self._release(job)
+            jobs.append(job)
+            rows += job.rows
+        return _Batch(waiting.model, jobs, split=len(jobs) > 1)
+
+    def _dispatch(self, batch: _Batch) -> None:
+        if not batch.jobs:
+            return
+        now = time.monotonic()
+        model = batch.model
+        for job in batch.jobs:
+            self.observer.waited(model.model_id, model.version, now - job.queued_at)
+        self._busy += 1
+        self._work.put(batch)
+
+    def _done(self, batch: _Batch) -> None:
+        self._busy -= 1
+        model = batch.model
+        if batch.split:
+            self.observer.batch(model.model_id, model.version, batch.rows)
+        else:
+            for job in batch.jobs:
+                self.observer.batch(model.model_id, model.version, job.rows)
+        for job, (raised, value) in zip(batch.jobs, batch.outcomes, strict=True):
+            if not job.future.done():
+                if raised:
+                    job.future.set_exception(value)
+                else:
+                    job.future.set_result(value)
+            self._release(job)
+        self._next()
+
+    # on a predict thread
+
+    def _serve(self, index: int) -> None:
+        running = self._running_since
+        while True:
+            batch = self._work.get()
+            running[index] = time.monotonic()
+            try:
+                self._run(batch)
+            except BaseException as exc:  # never lose a batch's clients, whatever happened
+                batch.outcomes = [(True, exc)] * len(batch.jobs)
+            running[index] = 0.0
+            try:
+                self._loop.call_soon_threadsafe(self._done, batch)
+            except RuntimeError:  # the loop closed: the process is exiting
+                return
+
+    def _run(self, batch: _Batch) -> None:
+        if batch.split:
+            inputs = [row for job in batch.jobs for row in job.inputs]
+            try:
+                output = batch.model.instance.predict(inputs)
+            except Exception:
+                output = None  # retried request by request below: only a bad one fails
+            else:
+                parts = _split(output, [job.rows for job in batch.jobs])
+                if parts is not None:
+                    batch.outcomes = [(False, part) for part in parts]
+                    return
+                # Not one output per row: this model is served a request at a time from now.
+                self._unsplittable.add(id(batch.model.instance))
+            batch.split = False
+        batch.outcomes = [_predict_one(batch.model, job.inputs) for job in batch.jobs]
+
+
+def _predict_one(model: ServedModel, inputs: Any) -> tuple[bool, Any]:
+    try:
+        return False, model.instance.predict(inputs)
+    except Exception as exc:
+        failed = PredictFailed(
+            f"model {model.model_id!r} version {model.version!r} failed to predict: "
+            f"{type(exc).__name__}"
+        )
+        failed.__cause__ = exc
+        return True, failed
+
+
+def _split(output: Any, sizes: list[int]) -> list[Any] | None:
+    """`output` cut into consecutive parts of `sizes` rows, or None if it is not row-wise."""
+    if not (isinstance(output, (list, tuple)) or len(getattr(output, "shape", ())) >= 1):
+        return None
+    if len(output) != sum(sizes):
+        return None
+    parts, start = [], 0
+    for size in sizes:
+        parts.append(output[start : start + size])
+        start += size
+    return parts

@@ -1,0 +1,212 @@
+"""uvicorn's HTTP/1.1 protocol (httptools), with the deadlines and limits it lacks.
+
+uvicorn parses, keeps connections alive, pipelines and answers `Expect: 100-continue`; what it
+does not do, measured against this runtime's tests (docs/design.md has the figures):
+
+- bound the time to send a request's headers, or to send anything at all on a new connection
+  (a client that opens connections and sends nothing, or trickles its headers, holds them
+  for ever): here a request's headers must be whole within the header timeout, a 408 if some
+  came, a silent close if none did;
+- bound the request line and the headers (httptools buffers any size): 414 and 431, with
+  Gunicorn's `limit_request_*` settings;
+- answer protocol errors in the runtime's JSON error shape (uvicorn's are plain text), after
+  the answers to the requests before the bad one;
+- stop gracefully without a race on idle keep-alive connections: one closed at once may be
+  carrying the client's next request; here it gets a moment, and that request is answered with
+  `Connection: close`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, ClassVar, NamedTuple
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from ._types import error_body, request_id_from
+
+_STOP_LINGER = 2.0  # idle connections stay open this long once stopping
+
+
+class Limits(NamedTuple):
+    """What a connection may take before the app sees a request."""
+
+    header_timeout: float  # seconds for a request's headers (and a new connection's first)
+    request_line: int  # bytes of the request line (414 past it)
+    fields: int  # headers (431 past it)
+    field_size: int  # bytes of one header (431 past it)
+
+    @property
+    def header_bytes(self) -> int:
+        """All the headers of a request together, at most."""
+        return self.request_line + self.fields * (self.field_size + 4)
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class LimitedProtocol(HttpToolsProtocol):
+    """One client connection; `limits` is set on a subclass per server (see `protocol_for`)."""
+
+    limits: ClassVar[Limits] = Limits(10.0, 4094, 100, 8190)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_message = False  # a request's first byte came, its last not yet
+        self._headers_pending = True  # the next bytes are a request line and headers
+        self._header_bytes = 0
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._stop_timer: asyncio.TimerHandle | None = None
+        self._stopping = False
+        self._refused = False
+        self._refusal: bytes | None = None  # the error to send once earlier answers are out
+
+    # the connection
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_timer = self.loop.call_later(self.limits.header_timeout, self._headers_late)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for timer in (self._header_timer, self._stop_timer):
+            if timer is not None:
+                timer.cancel()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # the answer is out or on its way: what follows is dropped
+        self._unset_keepalive_if_required()
+        if self._headers_pending:
+            self._header_bytes += len(data)
+            if self._header_bytes > self.limits.header_bytes:
+                self._refuse(_Refused(431, "header_fields_too_large", "the headers are too large"))
+                return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # No protocol switch here: the request is answered as it is, then the connection
+            # closes (what follows it is not HTTP/1.1).
+            self._refused = True
+            if self.cycle is not None:
+                self.cycle.keep_alive = False
+        except httptools.HttpParserError as exc:
+            cause = exc.__context__
+            if not isinstance(cause, _Refused):
+                cause = _Refused(400, "bad_request", f"malformed request: {exc}")
+            self._refuse(cause)
+
+    # the parser's callbacks
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_message = True
+        if self._stop_timer is not None:  # a request came after all
+            self._stop_timer.cancel()
+            self._stop_timer = None
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(
+                self.limits.header_timeout, self._headers_late
+            )
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if len(self.url) > self.limits.request_line:
+            raise _Refused(414, "uri_too_long", "the request line is too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        limits = self.limits
+        if len(name) + len(value) > limits.field_size:
+            raise _Refused(
+                431,
+                "header_fields_too_large",
+                f"header {name[:64].decode('latin-1')!r} is too long",
+            )
+        if len(self.headers) >= limits.fields:
+            raise _Refused(431, "header_fields_too_large", f"more than {limits.fields} headers")
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._headers_pending = False
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        super().on_headers_complete()
+        cycle = self.cycle
+        if self._stopping:
+            cycle.keep_alive = False
+        elif self.parser.get_http_version() == "1.0" and self.parser.should_keep_alive():
+            cycle.keep_alive = True  # HTTP/1.0 with Connection: keep-alive (the app says so)
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        self._headers_pending = True
+        self._header_bytes = 0
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._refusal is not None and not self.pipeline and self.cycle.response_complete:
+            self._send_refusal()
+
+    # stopping
+
+    def shutdown(self) -> None:
+        """The server stops: finish what is under way, then close."""
+        self._stopping = True
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False
+        elif not self._in_message:
+            # Idle; the client's next request may already be on its way: a moment for it.
+            self._unset_keepalive_if_required()
+            self._stop_timer = self.loop.call_later(_STOP_LINGER, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        self._stop_timer = None
+        if not self._in_message and (self.cycle is None or self.cycle.response_complete):
+            self.transport.close()
+
+    # errors of the connection's own
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if not self._in_message:  # nothing at all was sent
+            self.transport.close()
+            return
+        self._refuse(_Refused(408, "request_timeout", "the request headers did not arrive in time"))
+
+    def _refuse(self, refused: _Refused) -> None:
+        """Answer the requests before the bad one, then its error; then close."""
+        self._refused = True
+        if refused.status != 408:
+            self.logger.warning("Invalid request: %s", refused.message)
+        body = error_body(refused.status, refused.code, refused.message, request_id_from(None))
+        head = [
+            STATUS_LINE[refused.status],
+            *(name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers),
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body),
+        ]
+        self._refusal = b"".join(head) + body
+        with contextlib.suppress(RuntimeError):
+            self.transport.pause_reading()
+        if self.cycle is None or (self.cycle.response_complete and not self.pipeline):
+            self._send_refusal()
+
+    def _send_refusal(self) -> None:
+        refusal, self._refusal = self._refusal, None
+        if refusal is not None and not self.transport.is_closing():
+            self.transport.write(refusal)
+            self.transport.close()
+
+
+def protocol_for(limits: Limits) -> type[LimitedProtocol]:
+    """The protocol class of a server with these limits."""
+    return type("LimitedProtocol", (LimitedProtocol,), {"limits": limits})

@@ -1,0 +1,112 @@
+"""The Gunicorn worker: uvicorn (uvloop, httptools) serving the runtime's ASGI app.
+
+Gunicorn's master keeps what it is good at (the models loaded before fork, a dead worker
+replaced, `--max-requests`, a graceful SIGTERM); `uvicorn-worker`'s worker runs uvicorn in
+each process. On top of it: the protocol with the runtime's limits (`_protocol.py`), a
+heartbeat withheld while a predict is stuck past `--timeout` (predicts run on threads, so the
+event loop alone would go on telling the master all is well), and, when stopping, the
+connections already queued on the listening socket taken and answered rather than reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import time
+from typing import Any
+
+from gunicorn.arbiter import Arbiter
+from uvicorn.config import Config
+from uvicorn.server import Server
+from uvicorn_worker import UvicornWorker
+
+from serving_runtime._settings import HttpSettings
+
+from ._protocol import Limits, protocol_for
+
+_UNLIMITED = 1 << 30
+
+
+class RuntimeWorker(UvicornWorker):  # type: ignore[misc]
+    """Gunicorn worker class of `serving-runtime serve`."""
+
+    CONFIG_KWARGS: dict[str, Any] = {  # noqa: RUF012 (uvicorn-worker's own name and type)
+        "loop": "uvloop",
+        "http": "httptools",
+        "ws": "none",
+        "lifespan": "on",
+        "proxy_headers": False,  # the peer's address is the peer's: admin checks rely on it
+        "server_header": False,
+    }
+
+    async def _serve(self) -> None:
+        app = self.wsgi  # Gunicorn's name for the loaded app, here an ASGI one
+        settings = getattr(app, "settings", None)
+        header_timeout = settings.body_timeout if isinstance(settings, HttpSettings) else 10.0
+        cfg = self.cfg
+        limits = Limits(
+            header_timeout,
+            cfg.limit_request_line or _UNLIMITED,
+            cfg.limit_request_fields or _UNLIMITED,
+            cfg.limit_request_field_size or _UNLIMITED,
+        )
+        self.config.app = app
+        self.config.http = protocol_for(limits)
+        self._stuck_logged = 0.0
+        server = _Server(self.config, self.sockets)
+        self._install_sigquit_handler()
+        await server.serve(sockets=self.sockets)
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
+
+    async def callback_notify(self) -> None:
+        """Tell the master this worker lives, unless a predict is stuck past --timeout."""
+        scheduler = getattr(getattr(self.wsgi, "dataplane", None), "scheduler", None)
+        stuck = scheduler.stuck_for() if scheduler is not None else 0.0
+        if stuck > self.cfg.timeout:
+            now = time.monotonic()
+            if now - self._stuck_logged > self.cfg.timeout:
+                self._stuck_logged = now
+                self.log.error(
+                    "A predict has run for %.0f s, past --timeout: letting the master replace "
+                    "this worker",
+                    stuck,
+                )
+            return
+        self.notify()
+
+
+class _Server(Server):
+    def __init__(self, config: Config, listeners: list[socket.socket]) -> None:
+        super().__init__(config)
+        self._listeners = listeners
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Connections the kernel already queued for this worker would be reset when the last
+        # copy of the listening socket closes: take them, so their requests are answered.
+        await self._take_queued()
+        await super().shutdown(sockets)
+
+    async def _take_queued(self) -> None:
+        loop = asyncio.get_running_loop()
+        config = self.config
+
+        def protocol() -> asyncio.Protocol:
+            made: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state
+            )
+            return made
+
+        taken = []
+        for listener in self._listeners:
+            listener.setblocking(False)
+            while True:
+                try:
+                    sock, _ = listener.accept()
+                except OSError:  # BlockingIOError: none left
+                    break
+                sock.setblocking(False)
+                taken.append(loop.connect_accepted_socket(protocol, sock))
+        if taken:
+            await asyncio.gather(*taken, return_exceptions=True)
