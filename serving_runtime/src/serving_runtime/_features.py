@@ -8,6 +8,9 @@ from typing import Any
 from ._errors import BadRequest
 
 Rows = list[list[float]]
+# The frameworks models are served with (scikit-learn, XGBoost, LightGBM, ONNX Runtime) compute
+# in float32: a value beyond its range, or not finite, is a client's error before it is theirs.
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 class FeatureSpec:
@@ -55,6 +58,8 @@ class FeatureSpec:
                 raise BadRequest(
                     f"{where}[{i}] ({self.names[i]}) must be a number, got {_kind(value)}"
                 )
+            if not -FLOAT32_MAX <= value <= FLOAT32_MAX:
+                raise BadRequest(f"{where}[{i}] ({self.names[i]}) {_out_of_range(value)}")
         return [float(v) for v in values]
 
     def _row_from_object(self, values: dict[str, Any], where: str) -> list[float]:
@@ -65,6 +70,8 @@ class FeatureSpec:
                 raise BadRequest(f"{where} has an unknown feature {name!r}")
             if not _is_number(value):
                 raise BadRequest(f"{where}.{name} must be a number, got {_kind(value)}")
+            if not -FLOAT32_MAX <= value <= FLOAT32_MAX:
+                raise BadRequest(f"{where}.{name} {_out_of_range(value)}")
             row[i] = float(value)
         if len(values) != len(self.names):
             missing = [n for n in self.names if n not in values]
@@ -74,6 +81,10 @@ class FeatureSpec:
 
 def _is_number(value: Any) -> bool:
     return type(value) is float or type(value) is int
+
+
+def _out_of_range(value: float) -> str:
+    return f"is {value!r}: features must be finite, within ±3.4e38 (float32, which models use)"
 
 
 def _kind(value: Any) -> str:
