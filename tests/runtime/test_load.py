@@ -255,3 +255,14 @@ def test_huge_bodies_do_not_starve_small_requests(fresh_service: Path) -> None:
         assert all(r.status == 200 for r in load.results)
         assert len(load.results) > 10
         assert sorted(took)[len(took) // 2] < 0.5, took
+
+
+def test_a_clean_stop_leaves_nothing_in_the_temporary_folder(
+    fresh_service: Path, tmp_path: Path
+) -> None:
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    with running(fresh_service, workers=2, env={"TMPDIR": str(temporary)}) as server:
+        assert [p.name[:12] for p in temporary.iterdir()] == ["lls-serving-"]  # in use
+        assert server.post("/infer", {"model_id": "linear", "features": [1, 2]}).is_success
+    assert list(temporary.iterdir()) == []

@@ -9,6 +9,7 @@ import contextlib
 import gc
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -166,6 +167,17 @@ def _child_exit(server: Any, worker: Any) -> None:
 def serve(config_path: Path, server: ServerSettings, http: HttpSettings) -> None:
     """Load the models, then serve them until SIGTERM (in-flight requests finish first)."""
     state_dir = Path(tempfile.mkdtemp(prefix="lls-serving-"))
+    owner = os.getpid()
+    try:
+        _serve(config_path, server, http, state_dir)
+    finally:
+        # Gunicorn's workers leave its loop by SystemExit too, through here: only the process
+        # that made the folder (the server, once its workers are gone) removes it.
+        if os.getpid() == owner:
+            shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _serve(config_path: Path, server: ServerSettings, http: HttpSettings, state_dir: Path) -> None:
     metrics_dir = state_dir / "metrics"
     metrics_dir.mkdir()
     # Before anything imports prometheus_client: counters are shared by every worker.
