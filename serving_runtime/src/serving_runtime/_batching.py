@@ -214,7 +214,7 @@ class Scheduler:
         key = id(model)
         waiting = self._queues.get(key)
         if self._busy < self.threads and (waiting is None or waiting.live_head() is None):
-            self._dispatch(_Batch(model, [job], split=False))
+            self._dispatch(_Batch(model, [job], split=False), now)  # waited: not at all
         else:
             if waiting is None:
                 waiting = self._queues[key] = _Queue(model, policy)
@@ -291,7 +291,7 @@ class Scheduler:
                     self._wake_at = due
                     self._wake = self._loop.call_later(due - now, self._woken)
                 return
-            self._dispatch(self._take(chosen, now))
+            self._dispatch(self._take(chosen, now), now)
 
     def _woken(self) -> None:
         self._wake = None
@@ -317,10 +317,10 @@ class Scheduler:
             rows += job.rows
         return _Batch(waiting.model, jobs, split=len(jobs) > 1)
 
-    def _dispatch(self, batch: _Batch) -> None:
+    def _dispatch(self, batch: _Batch, now: float) -> None:
+        """Hand the batch to a predict thread; `now` is when its jobs stopped waiting."""
         if not batch.jobs:
             return
-        now = time.monotonic()
         model = batch.model
         for job in batch.jobs:
             self.observer.waited(model.model_id, model.version, now - job.queued_at)

@@ -117,6 +117,7 @@ class Metrics:
             registry=own,
         )
         self._children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
+        self._batch_children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._shadow = Counter(
             "lls_shadow_comparisons",
             "Shadow predictions compared with the primary's output, by outcome.",
@@ -152,11 +153,22 @@ class Metrics:
 
     def batch(self, model_id: str, version: str, rows: int) -> None:
         """Count one predict call of `rows` rows."""
-        self._batch_rows.labels(model_id, version).observe(rows)
+        self._per_version(model_id, version)[0].observe(rows)
 
     def waited(self, model_id: str, version: str, seconds: float) -> None:
         """Count the time one request waited before its predict."""
-        self._waited.labels(model_id, version).observe(seconds)
+        self._per_version(model_id, version)[1].observe(seconds)
+
+    def _per_version(self, model_id: str, version: str) -> tuple[Any, Any]:
+        key = (model_id, version)
+        children = self._batch_children.get(key)
+        if children is None:
+            children = (
+                self._batch_rows.labels(model_id, version),
+                self._waited.labels(model_id, version),
+            )
+            self._batch_children[key] = children
+        return children
 
     def waiting(self, model_id: str, change: int) -> None:
         """Requests started (+1) or stopped (-1) waiting for a predict thread."""

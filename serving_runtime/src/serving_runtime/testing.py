@@ -1,9 +1,14 @@
 """Helpers for a service's own tests: self-tests and drift in one line, a real server.
 
-from serving_runtime.testing import check_drift, check_selftests, serve_in_background
+from serving_runtime.testing import (
+    check_batching, check_drift, check_selftests, serve_in_background,
+)
 
 def test_selftests():
     check_selftests()
+
+def test_batched_answers_equal_unbatched():
+    check_batching()  # concurrent requests batched answer exactly as each alone
 
 def test_no_prediction_drift():
     check_drift()  # drift/<model_id>/baseline.jsonl, see `serving-runtime drift`
@@ -15,7 +20,9 @@ def test_infer():
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -28,8 +35,10 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ._config import find_config, load_config
+from ._model import ServedModel
 from ._registry import Registry, plan_from_config
 from ._report import failed_versions, failure_table
 
@@ -60,6 +69,90 @@ def check_drift(config: str | Path | None = None) -> None:
             problems.append(f"{name}: beyond tolerance of the baseline\n{drift_table(result)}")
     if problems:
         raise AssertionError("prediction drift:\n" + "\n\n".join(problems))
+
+
+def check_batching(
+    config: str | Path | None = None, *, requests: int = 200, max_rows: int = 32, seed: int = 0
+) -> None:
+    """Fail unless concurrent requests, batched, get exactly what each would get alone.
+
+    For every version of every model with feature names (whether models.yaml turns batching
+    on for it or not, so a team can turn it on knowing the answers do not move): `requests`
+    requests of 1 to 8 rows, drawn from the model's canaries and drift inputs, go to the
+    runtime's scheduler at once; batches of up to `max_rows` rows (or the model's own
+    `batching.max_rows`) form, and every answer must equal the unbatched one exactly.
+    """
+    import random
+
+    from ._batching import BatchPolicy, Scheduler
+    from ._model import to_json_value
+
+    loaded = load_config(Path(config) if config is not None else find_config())
+    registry = Registry(loaded.root)
+    registry.apply(plan_from_config(loaded))
+    problems = []
+    for model_id, entry in registry.snapshot.items():
+        settings = loaded.models[model_id].batching
+        limit = settings.max_rows if settings is not None else max_rows
+        for version, held in entry.versions.items():
+            model = held.model
+            if model is None or model.spec is None or not held.passed:
+                continue
+            rows = _sample_rows(model, loaded.root / "drift" / model_id)
+            chosen = random.Random(seed)
+            asked = [chosen.choices(rows, k=chosen.randint(1, 8)) for _ in range(requests)]
+            alone = [to_json_value(model.instance.predict(r)) for r in asked]
+            calls: list[int] = []
+            scheduler = Scheduler(1, {model_id: BatchPolicy(limit, 0.001)}, _Calls(calls))
+            together = [to_json_value(out) for out in _all_at_once(scheduler, model, asked)]
+            if len(calls) >= requests:
+                problems.append(f"{model_id} {version}: no batch formed ({len(calls)} calls)")
+            for i, (got, expected) in enumerate(zip(together, alone, strict=True)):
+                if got != expected:
+                    problems.append(
+                        f"{model_id} {version}: request {i} ({len(asked[i])} rows) answered "
+                        f"{got!r} batched, {expected!r} alone"
+                    )
+                    break
+    if problems:
+        raise AssertionError("batched answers differ:\n" + "\n".join(problems))
+
+
+def _all_at_once(scheduler: Any, model: ServedModel, asked: list[Any]) -> list[Any]:
+    async def gather() -> list[Any]:
+        return list(await asyncio.gather(*(scheduler.predict(model, rows) for rows in asked)))
+
+    return asyncio.run(gather())
+
+
+def _sample_rows(model: ServedModel, drift: Path) -> list[list[float]]:
+    rows: list[list[float]] = []
+    for row in model.instance.test_data or []:
+        features = row["features"] if isinstance(row, dict) else row[0]
+        rows += model.prepare(features)
+    inputs = drift / "inputs.jsonl"
+    if inputs.is_file():
+        for line in inputs.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                rows += model.prepare(json.loads(line)["features"])
+    return rows
+
+
+class _Calls:
+    def __init__(self, calls: list[int]) -> None:
+        self.calls = calls
+
+    def batch(self, model_id: str, version: str, rows: int) -> None:
+        self.calls.append(rows)
+
+    def waited(self, model_id: str, version: str, seconds: float) -> None:
+        pass
+
+    def waiting(self, model_id: str, change: int) -> None:
+        pass
+
+    def abandoned(self, model_id: str, reason: str) -> None:
+        pass
 
 
 def free_port() -> int:
