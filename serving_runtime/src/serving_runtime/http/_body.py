@@ -18,7 +18,7 @@ from serving_runtime._errors import (
 )
 from serving_runtime._settings import HttpSettings
 
-from ._types import Request
+from ._types import WHOLE_BODY, Message, Request
 
 _INFLATE = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
@@ -43,12 +43,31 @@ async def read_body(request: Request, settings: HttpSettings) -> bytes:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise PayloadTooLarge(f"body of {int(length)} bytes is over the limit of {limit} bytes")
+    receive = request.receive
+    whole = request.scope.get("extensions", {}).get(WHOLE_BODY)
+    if whole is not None and whole():  # all arrived (the usual case): no deadline to arm
+        message = await receive()
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            body = message.get("body", b"")
+            if len(body) > limit:
+                raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
+            request.body_read = True
+            return _inflate(body, encoding, limit) if encoding != "identity" else body
+        return await _read_rest(request, settings, message)
+    return await _read_rest(request, settings, None)
+
+
+async def _read_rest(request: Request, settings: HttpSettings, first: Message | None) -> bytes:
+    """The body from `first` on, as it arrives, within the body timeout."""
+    limit = settings.max_body_bytes
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
     body = bytearray()
     receive = request.receive
     try:
         async with asyncio.timeout(request.arrived + settings.body_timeout - time.monotonic()):
             while True:
-                message = await receive()
+                message = first if first is not None else await receive()
+                first = None
                 if message["type"] != "http.request":
                     raise ClientGone("the client left before it sent its whole body")
                 body += message.get("body", b"")

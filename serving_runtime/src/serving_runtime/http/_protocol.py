@@ -25,7 +25,7 @@ from typing import Any, ClassVar, NamedTuple
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from ._types import error_body, request_id_from
+from ._types import WHOLE_BODY, error_body, request_id_from
 
 _STOP_LINGER = 2.0  # idle connections stay open this long once stopping
 
@@ -140,6 +140,8 @@ class LimitedProtocol(HttpToolsProtocol):
             self._header_timer = None
         super().on_headers_complete()
         cycle = self.cycle
+        # The app reads a body that is already whole without arming a timer for it.
+        self.scope["extensions"] = {WHOLE_BODY: lambda: not cycle.more_body}  # type: ignore[dict-item]
         if self._stopping:
             cycle.keep_alive = False
         elif self.parser.get_http_version() == "1.0" and self.parser.should_keep_alive():

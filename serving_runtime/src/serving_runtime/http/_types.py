@@ -33,6 +33,9 @@ Headers = list[tuple[bytes, bytes]]
 Response = tuple[int, bytes, Headers]
 
 JSON: tuple[bytes, bytes] = (b"content-type", b"application/json")
+# A scope extension of the runtime's own server: a callable telling whether the request's body
+# has all arrived, so the app reads it without arming a timer for it.
+WHOLE_BODY = "lls.whole_body"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 
