@@ -4,7 +4,8 @@
     python3 dev.py demo    # set up, generate a demo service with `lls new`, serve one prediction
     python3 dev.py test    # set up, then ruff, mypy and the whole test suite
     python3 dev.py build   # build both wheels (lls and the serving runtime) into dist/
-    python3 dev.py bench   # set up, then run the benchmark in bench/
+    python3 dev.py bench   # set up, then run the benchmark in bench/ (--frameworks: batching
+                           # per framework, bench/frameworks.py)
     python3 dev.py bench fleet   # set up, then time `lls fleet status` over 200 repositories
 
 Everything goes into .venv beside this file; nothing outside it is touched but the Debian
@@ -80,7 +81,11 @@ def main(argv: list[str]) -> None:
         ensure_debian_packages()
         requirements = ROOT / "bench" / "requirements.txt"
         run(BIN / "python", "-m", "pip", "install", "-q", "-r", requirements, env=env)
-        run(BIN / "python", ROOT / "bench" / "run.py", *argv[2:], env=env, cwd=ROOT)
+        rest = argv[2:]
+        script = "run.py"
+        if rest[:1] == ["--frameworks"]:
+            script, rest = "frameworks.py", rest[1:]
+        run(BIN / "python", ROOT / "bench" / script, *rest, env=env, cwd=ROOT)
     else:
         ensure_debian_packages()
         run(BIN / "ruff", "check", ".", env=env, cwd=ROOT)

@@ -12,6 +12,8 @@ from pathlib import Path
 PACKAGES = (
     "lls-serving-runtime",
     "gunicorn",
+    "uvicorn",
+    "uvloop",
     "granian",
     "flask",
     "scikit-learn",

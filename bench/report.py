@@ -101,10 +101,16 @@ class Target:
 
 
 def floor_of(m: Measurements) -> Stack | None:
-    """The fastest floor candidate of this run, by rps at the higher concurrencies."""
+    """The fastest floor of this run (the best floor), by rps at the higher concurrencies."""
     floors = [s for s in m.stacks if s.role == "floor"]
     high = [c for c in m.connections if c > 1] or list(m.connections)
     return max(floors, key=lambda s: sum(m.point(s.name, c).rps for c in high), default=None)
+
+
+# The runtime's PSS in the last run committed before 0.4.0 (runtime 0.3.0, bench/RESULTS.md):
+# 0.4.0 must need no more. The one figure judged across runs; memory varies little between them.
+PSS_BEFORE_MIB = 147.2
+ASGI_FLOOR = "asgi-uvicorn"  # the server the runtime runs on, with a bare app: its floor
 
 
 def targets(m: Measurements) -> list[Target]:
@@ -114,11 +120,11 @@ def targets(m: Measurements) -> list[Target]:
         return []
     rt = runtime.name
     found: list[Target] = []
-    if floor is not None:
-        for c in (8, 32):
-            if c in m.connections:
-                vs_floor = m.point(rt, c).rps / m.point(floor.name, c).rps
-                found.append(Target(f"rps c={c} / floor", vs_floor, 0.85, True, "x"))
+    names = {s.name for s in m.stacks}
+    if ASGI_FLOOR in names:
+        for c in m.connections:
+            vs_floor = m.point(rt, c).rps / m.point(ASGI_FLOOR, c).rps
+            found.append(Target(f"rps c={c} / {ASGI_FLOOR}", vs_floor, 1.0, True, "x"))
     for s in m.stacks:
         for c, times in s.rps_target.items():
             if c in m.connections:
@@ -127,10 +133,29 @@ def targets(m: Measurements) -> list[Target]:
     if 8 in m.connections:
         found.append(Target("p99 c=8", m.point(rt, 8).p99_ms, 4, False, " ms"))
     if 1 in m.connections:
-        found.append(Target("overhead over predict c=1", m.overhead_ms(rt), 0.35, False, " ms"))
+        found.append(Target("overhead over predict c=1", m.overhead_ms(rt), 0.30, False, " ms"))
     found.append(Target("cold start", m.cold_start_s(rt), 1.5, False, " s"))
-    if floor is not None:
-        found.append(Target("PSS / floor", m.pss(rt) / m.pss(floor.name), 1.15, False, "x"))
+    found.append(Target("PSS (0.3.0: 147.2 MiB)", m.pss(rt), PSS_BEFORE_MIB, False, " MiB"))
+    batched = next((s for s in m.stacks if s.role == "batched"), None)
+    if batched is not None:
+        found += _batched_targets(m, rt, batched.name, floor)
+    return found
+
+
+def _batched_targets(m: Measurements, rt: str, bt: str, floor: Stack | None) -> list[Target]:
+    found = []
+    top = max(m.connections)
+    if top > 1:
+        ratio = m.point(bt, top).rps / m.point(rt, top).rps
+        found.append(Target(f"batched rps c={top} / runtime", ratio, 2.0, True, "x"))
+        if floor is not None:
+            ratio = m.point(bt, top).rps / m.point(floor.name, top).rps
+            found.append(Target(f"batched rps c={top} / {floor.name}", ratio, 1.6, True, "x"))
+        ratio = m.point(bt, top).p99_ms / m.point(rt, top).p99_ms
+        found.append(Target(f"batched p99 c={top} / runtime", ratio, 1.0, False, "x"))
+    if 1 in m.connections:
+        ratio = m.point(bt, 1).rps / m.point(rt, 1).rps
+        found.append(Target("batched rps c=1 / runtime", ratio, 0.95, True, "x"))
     return found
 
 

@@ -36,6 +36,10 @@ models:
       v1:
         artifact: model.joblib
 """
+BATCHING = """\
+    batching:
+      max_rows: 32
+"""
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -77,6 +81,8 @@ def workspace(out: Path, workers: int, stacks: list[Stack]) -> Workspace:
     # The same model again as a shadow version: what shadowing costs the primary's clients.
     shadow = MODELS_YAML + "      v2:\n        artifact: model.joblib\n        shadow: true\n"
     (out / "models-shadow.yaml").write_text(shadow)
+    # The same model with adaptive batching: what batching concurrent requests buys.
+    (out / "models-batched.yaml").write_text(MODELS_YAML + BATCHING)
     bin_dir = Path(sys.executable).parent
     return Workspace(ROOT, bin_dir, out, artifact, config, workers, peer_bins)
 

@@ -4,8 +4,9 @@ To add a stack, write its app under bench/apps/ if it needs one and append a `St
 a stack with heavy or conflicting dependencies names a `venv`, built from bench/peers/NAME.txt.
 `role` tells the report what it is: "runtime" is judged against the targets, "baseline" is the
 platform the runtime replaces, "peer" another way to serve the model, the fastest "floor" the
-leanest possible server, and "variant" is measured and listed but not judged. `rps_target` says
-how many times this stack's throughput the runtime must answer at a concurrency.
+leanest possible server, "batched" is the runtime with adaptive batching on (judged against the
+runtime), and "variant" is measured and listed but not judged. `rps_target` says how many times
+this stack's throughput the runtime must answer at a concurrency.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, Literal
 
 from bench.model import Artifact
 
-Role = Literal["runtime", "baseline", "peer", "floor", "variant"]
+Role = Literal["runtime", "batched", "baseline", "peer", "floor", "variant"]
 
 
 @dataclass(frozen=True)
@@ -134,13 +135,13 @@ def admin_load(slow: str, *extra: str) -> Command:
     return argv
 
 
-def uvicorn(app: str) -> Command:
+def uvicorn(app: str, *extra: str) -> Command:
     """uvicorn with its own worker processes, as FastAPI's docs deploy it; no access log."""
 
     def argv(ws: Workspace, bin_dir: Path, port: int) -> list[str]:
         return [
             str(bin_dir / "uvicorn"), app, "--host", "127.0.0.1", "--port", str(port),
-            "--workers", str(ws.workers), "--no-access-log",
+            "--workers", str(ws.workers), "--no-access-log", *extra,
         ]  # fmt: skip
 
     return argv
@@ -186,11 +187,20 @@ STACKS: tuple[Stack, ...] = (
         about="serving-runtime serve, its defaults",
     ),
     Stack(
-        name="runtime-threads",
+        name="runtime-batched",
+        role="batched",
+        port=18720,
+        command=serving_runtime(config="models-batched.yaml"),
+        about="serving-runtime serve with adaptive batching on for the model (batching:"
+        " max_rows 32): concurrent requests become one predict call",
+    ),
+    Stack(
+        name="runtime-threads2",
         role="variant",
         port=18719,
-        command=serving_runtime("--worker", "threads"),
-        about="serving-runtime serve --worker threads (Gunicorn's threaded worker, 2 threads)",
+        command=serving_runtime("--threads", "2"),
+        about="serving-runtime serve --threads 2 (two predicts at once per worker)",
+        default=False,
     ),
     Stack(
         name="runtime-shadow",
@@ -244,56 +254,11 @@ STACKS: tuple[Stack, ...] = (
         default=False,
     ),
     Stack(
-        name="runtime-threads1",
-        role="variant",
-        port=18711,
-        command=serving_runtime("--worker", "threads", "--threads", "1"),
-        about="serving-runtime serve --worker threads --threads 1 (one request at a time)",
-        default=False,
-    ),
-    Stack(
-        name="runtime-threads4",
-        role="variant",
-        port=18712,
-        command=serving_runtime("--worker", "threads", "--threads", "4"),
-        about="serving-runtime serve --threads 4",
-        default=False,
-    ),
-    Stack(
         name="runtime-granian",
         role="variant",
         port=18713,
-        command=granian("wsgi", "bench.apps.runtime_granian:app", "--blocking-threads", "1"),
-        about="the runtime's WSGI app (create_app) on granian, 1 blocking thread per worker",
-        env=ONE_THREAD,
-        default=False,
-    ),
-    Stack(
-        name="runtime-granian-preload",
-        role="variant",
-        port=18716,
-        command=python_module("bench.apps.runtime_granian_preload"),
-        about="the runtime's WSGI app on granian's Python API, models loaded before fork",
-        env=ONE_THREAD,
-        default=False,
-    ),
-    Stack(
-        name="runtime-sync",
-        role="variant",
-        port=18714,
-        command=gunicorn("bench.apps.runtime_gunicorn:app", "--preload", "--worker-class", "sync"),
-        about="the runtime's WSGI app on Gunicorn sync workers (no keep-alive), preloaded",
-        env=ONE_THREAD,
-        default=False,
-    ),
-    Stack(
-        name="runtime-gthread-si",
-        role="variant",
-        port=18715,
-        command=gunicorn("bench.apps.runtime_gunicorn:app", "--preload", "--threads", "2"),
-        about="the runtime's WSGI app on Gunicorn gthread (2 threads) with a 0.2 ms GIL switch"
-        " interval instead of 5 ms",
-        env={**ONE_THREAD, "BENCH_SWITCH_INTERVAL": "0.0002"},
+        command=serving_runtime("--server", "granian"),
+        about="serving-runtime serve --server granian: the same ASGI app on granian",
         default=False,
     ),
     Stack(
@@ -344,6 +309,14 @@ STACKS: tuple[Stack, ...] = (
         about="BentoML, a @bentoml.service (workers=2) with a sync @bentoml.api, `bentoml serve`",
         env={"BENTOML_DO_NOT_TRACK": "true"},
         venv="bentoml",
+    ),
+    Stack(
+        name="asgi-uvicorn",
+        role="floor",
+        port=18709,
+        command=uvicorn("bench.apps.floor_asgi:app", "--loop", "uvloop", "--http", "httptools"),
+        about="uvicorn --workers 2 (uvloop, httptools), bare ASGI callable, orjson, predict on"
+        " the event loop",
     ),
     Stack(
         name="granian-wsgi",
