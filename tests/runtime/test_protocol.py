@@ -155,6 +155,12 @@ def test_connection_close_is_honoured(proto: Server) -> None:
         (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
         (b"NOT HTTP AT ALL\r\n\r\n", 400),
         (b"POST /infer HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc", 400),
+        (
+            b"POST /infer HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        (b"GET /livez HTTP/1.1\r\nHost: x\r\nContent-Length : 0\r\n\r\n", 400),
     ],
 )
 def test_bad_or_oversized_requests_are_refused_and_closed(
