@@ -11,6 +11,7 @@ connections already queued on the listening socket taken and answered rather tha
 from __future__ import annotations
 
 import asyncio
+import importlib
 import socket
 import sys
 import time
@@ -26,6 +27,10 @@ from serving_runtime._settings import HttpSettings
 from ._protocol import Limits, protocol_for
 
 _UNLIMITED = 1 << 30
+# What uvicorn imports in each worker as it starts: imported here, before fork, so that the
+# workers share these modules' pages instead of each holding its own copy.
+for _module in ("uvloop", "uvicorn.loops.uvloop", "uvicorn.lifespan.on", "concurrent.futures"):
+    importlib.import_module(_module)
 
 
 class RuntimeWorker(UvicornWorker):  # type: ignore[misc]
