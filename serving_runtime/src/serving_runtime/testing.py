@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ._batching import _Silent
 from ._config import find_config, load_config
 from ._model import ServedModel
 from ._registry import Registry, plan_from_config
@@ -138,21 +139,12 @@ def _sample_rows(model: ServedModel, drift: Path) -> list[list[float]]:
     return rows
 
 
-class _Calls:
+class _Calls(_Silent):
     def __init__(self, calls: list[int]) -> None:
         self.calls = calls
 
     def batch(self, model_id: str, version: str, rows: int) -> None:
         self.calls.append(rows)
-
-    def waited(self, model_id: str, version: str, seconds: float) -> None:
-        pass
-
-    def waiting(self, model_id: str, change: int) -> None:
-        pass
-
-    def abandoned(self, model_id: str, reason: str) -> None:
-        pass
 
 
 def free_port() -> int:

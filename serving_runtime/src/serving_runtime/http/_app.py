@@ -7,13 +7,12 @@ Protocol) hold the handlers; this module routes to them and makes every answer t
 from __future__ import annotations
 
 import time
-import traceback
 from typing import Any
 
 import orjson
 
 from serving_runtime._dataplane import DataPlane
-from serving_runtime._errors import BadRequest, MethodNotAllowed, NotFound, RequestError
+from serving_runtime._errors import BadRequest, MethodNotAllowed, NotFound
 from serving_runtime._logs import JsonLog
 from serving_runtime._metrics import Metrics
 from serving_runtime._settings import HttpSettings
@@ -31,6 +30,7 @@ from ._types import (
     Routes,
     Scope,
     Send,
+    answerable,
     error_response,
     request_id_from,
 )
@@ -105,29 +105,10 @@ class App:
     async def _answer(self, request: Request) -> Response:
         try:
             return await self._dispatch(request)
-        except RequestError as exc:
-            if exc.__cause__ is not None:  # the team's code raised: keep its traceback
-                self.log.event(
-                    "error",
-                    exc.code,
-                    request_id=request.request_id,
-                    message=exc.message,
-                    traceback="".join(traceback.format_exception(exc.__cause__)),
-                )
-            request.error = exc.code
-            return error_response(exc, request.request_id)
-        except Exception:
-            self.log.event(
-                "error",
-                "unhandled",
-                request_id=request.request_id,
-                traceback=traceback.format_exc(),
-            )
-            request.error = "internal_error"
-            return error_response(
-                RequestError("internal error; see the log for this request id"),
-                request.request_id,
-            )
+        except Exception as exc:  # every failure is answered, in the one error shape
+            error = answerable(exc, request.request_id, self.log)
+            request.error = error.code
+            return error_response(error, request.request_id)
 
     async def _dispatch(self, request: Request) -> Response:
         scope = request.scope

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
+from typing import Any
 
 import orjson
 
@@ -98,18 +99,22 @@ def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
     return data
 
 
-async def read_json_object(request: Request, settings: HttpSettings) -> dict[str, object]:
+async def read_json_object(request: Request, settings: HttpSettings) -> dict[str, Any]:
     """The body as a JSON object, sent as application/json."""
     kind = media_type(request)
     if kind != "application/json":
         raise UnsupportedMediaType(
             f"send the body as application/json, not {kind or 'no content type'}"
         )
-    body = await read_body(request, settings)
+    return json_object(await read_body(request, settings), "body")
+
+
+def json_object(data: bytes | memoryview, what: str) -> dict[str, Any]:
+    """`data` parsed as a JSON object; a BadRequest about `what` if it is not one."""
     try:
-        payload = orjson.loads(body)
+        payload = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from None
+        raise BadRequest(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
-        raise BadRequest("body must be a JSON object")
+        raise BadRequest(f"{what} must be a JSON object")
     return payload

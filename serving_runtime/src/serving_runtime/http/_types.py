@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -99,6 +100,28 @@ def error_response(exc: RequestError, request_id: str) -> Response:
     if isinstance(exc, MethodNotAllowed):
         headers.append((b"allow", ", ".join(exc.allowed).encode()))
     return exc.status, error_body(exc.status, exc.code, exc.message, request_id), headers
+
+
+def answerable(exc: Exception, request_id: str, log: JsonLog) -> RequestError:
+    """The error to answer for `exc`, logged with its traceback when the team's code or the
+    runtime's raised (a client's mistake is logged by the request's line only)."""
+    if isinstance(exc, RequestError):
+        if exc.__cause__ is not None:  # the team's code raised: keep its traceback
+            log.event(
+                "error",
+                exc.code,
+                request_id=request_id,
+                message=exc.message,
+                traceback="".join(traceback.format_exception(exc.__cause__)),
+            )
+        return exc
+    log.event(
+        "error",
+        "unhandled",
+        request_id=request_id,
+        traceback="".join(traceback.format_exception(exc)),
+    )
+    return RequestError(f"internal error; see the log for request id {request_id}")
 
 
 def protocol_error_response(exc: RequestError) -> Response:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import re
 import struct
-import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,15 +27,22 @@ from serving_runtime._errors import (
     NotFound,
     NotReady,
     PredictFailed,
-    RequestError,
     UnsupportedMediaType,
 )
 from serving_runtime._model import ServedModel
 from serving_runtime._tensors import Tensor, decode_inputs, output_tensor
 from serving_runtime._version import __version__
 
-from ._body import media_type, read_body
-from ._types import JSON, Context, Patterns, Request, Response, protocol_error_response
+from ._body import json_object, media_type, read_body
+from ._types import (
+    JSON,
+    Context,
+    Patterns,
+    Request,
+    Response,
+    answerable,
+    protocol_error_response,
+)
 from ._watch import ClientWatch
 
 OUTPUT = "output"  # the one output tensor: whatever predict() returns
@@ -57,26 +63,10 @@ def _v2_errors(handler: V2Handler) -> V2Handler:
     async def answer(face: V2Face, request: Request) -> Response:
         try:
             return await handler(face, request)
-        except RequestError as exc:
-            if exc.__cause__ is not None:
-                face.context.log.event(
-                    "error",
-                    exc.code,
-                    request_id=request.request_id,
-                    message=exc.message,
-                    traceback="".join(traceback.format_exception(exc.__cause__)),
-                )
-            request.error = exc.code
-            return protocol_error_response(exc)
-        except Exception:
-            face.context.log.event(
-                "error",
-                "unhandled",
-                request_id=request.request_id,
-                traceback=traceback.format_exc(),
-            )
-            message = f"internal error; see the log for request id {request.request_id}"
-            return protocol_error_response(RequestError(message))
+        except Exception as exc:
+            error = answerable(exc, request.request_id, face.context.log)
+            request.error = error.code
+            return protocol_error_response(error)
 
     return answer
 
@@ -218,12 +208,7 @@ async def _read_request(request: Request, context: Context) -> tuple[memoryview,
 
 
 def _json_object(header: memoryview) -> dict[str, Any]:
-    try:
-        payload = orjson.loads(header)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"request is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise BadRequest("request must be a JSON object")
+    payload = json_object(header, "request")
     unknown = payload.keys() - _REQUEST_FIELDS
     if unknown:
         raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
