@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -175,3 +177,37 @@ def test_a_client_that_left_while_its_request_waited_is_never_predicted(gated: P
         wait_for(lambda: any(r.get("request_id") == "gone-1" for r in server.log_lines()))
         (line,) = [r for r in server.log_lines() if r.get("request_id") == "gone-1"]
         assert (line["status"], line["error"]) == (499, "client_gone")
+
+
+def test_the_latency_objective_is_a_bound_of_the_latency_histogram(fresh_service: Path) -> None:
+    with running(fresh_service, "--latency-objective-ms", "250", workers=1) as server:
+        assert server.post("/infer", {"model_id": "linear", "features": [1, 2]}).is_success
+        scrape = httpx.get(server.url + "/metrics").text
+    bounds = {
+        line.split('le="')[1].split('"')[0]
+        for line in scrape.splitlines()
+        if line.startswith("lls_request_duration_seconds_bucket{") and 'model_id="linear"' in line
+    }
+    assert {"0.25", "60.0", "+Inf"} <= bounds
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--request-timeout", "30", "--timeout", "30"), "must be at least 0 and below --timeout"),
+        (("--latency-objective-ms", "90000"), "not within 1 to 60000"),
+    ],
+)
+def test_deadline_and_objective_settings_are_checked_before_serving(
+    fresh_service: Path, args: tuple[str, ...], needle: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "serving_runtime", "serve", "--config", str(fresh_service), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert needle in result.stderr
+    assert result.stderr.count("\n") == 1  # one line
