@@ -118,9 +118,9 @@ def queued_behind_a_held_predict(
     return answers
 
 
-ROWS = st.lists(
-    st.tuples(st.integers(-1000, 1000), st.integers(-1000, 1000)), min_size=1, max_size=8
-)
+# Never 666 first: that row fails its predict on purpose (the next test).
+FIRST = st.integers(-1000, 1000).filter(lambda a: a != 666)
+ROWS = st.lists(st.tuples(FIRST, st.integers(-1000, 1000)), min_size=1, max_size=8)
 
 
 @given(requests=st.lists(ROWS, min_size=2, max_size=24))
