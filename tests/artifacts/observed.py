@@ -190,9 +190,9 @@ def observe(render: Renders, workdir: Path) -> Observed:
     manifests = render_chart(
         service,
         {
-            # One worker of 16 threads: the sleeping calls run side by side, as on a real pod
-            # with enough workers; everything else is the answers'.
-            "runtime": {"port": ports["runtime"], "workers": 1, "worker": "threads", "threads": 16},
+            # One worker of 16 predict threads: the sleeping calls run side by side, as on a
+            # real pod with enough workers; everything else is the answers'.
+            "runtime": {"port": ports["runtime"], "workers": 1, "threads": 16},
             "envoy": {
                 "port": ports["envoy"],
                 "statsPort": ports["metrics"],
@@ -317,8 +317,11 @@ def observe(render: Renders, workdir: Path) -> Observed:
             cut_off = f'{infer}, envoy_response_code="504"'
             seen.at_availability_alert = {
                 "envoy 504": prom.value(f"sum(envoy_vhost_vcluster_upstream_rq{{{cut_off}}})"),
+                # the runtime gives up at the deadline Envoy tells it (a 504 of its own, which
+                # no one reads); any other server error would be the runtime's
                 "runtime 5xx": prom.value(
-                    f'sum(lls_requests_total{{namespace="{namespace}", status=~"5.."}})'
+                    f'sum(lls_requests_total{{namespace="{namespace}", status=~"5..", '
+                    f'status!="504"}})'
                 ),
             }
         stop_calls.set()

@@ -18,7 +18,8 @@ def test_the_latency_alert_fires_for_calls_of_20_s_against_8_s(observed: Observe
 def test_the_availability_alert_sees_envoys_504s(observed: Observed) -> None:
     assert CUT_OFF_SECONDS * 1000 > ROUTE_TIMEOUT_MS
     assert observed.fired_in("cut off", "ErrorBudgetBurnFast"), observed.log
-    # What it saw were Envoy's answers: the runtime counted no server error at all.
+    # What it saw were Envoy's answers: the runtime failed nothing itself, it only gave up
+    # the requests whose deadline (Envoy's route timeout) had passed.
     counts = observed.at_availability_alert
     assert counts["envoy 504"] > 0, counts
     assert counts["runtime 5xx"] == 0, counts
