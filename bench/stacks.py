@@ -230,22 +230,6 @@ STACKS: tuple[Stack, ...] = (
         default=False,
     ),
     Stack(
-        name="runtime-threads-admin-load",
-        role="variant",
-        port=18722,
-        command=admin_load("sleep", "--worker", "threads"),
-        about="`runtime-threads` while `admin load` reloads a version whose load waits 3 s",
-        default=False,
-    ),
-    Stack(
-        name="runtime-threads-admin-load-cpu",
-        role="variant",
-        port=18723,
-        command=admin_load("cpu", "--worker", "threads"),
-        about="`runtime-threads` while `admin load` reloads a version whose load computes 3 s",
-        default=False,
-    ),
-    Stack(
         name="runtime-granian-serve",
         role="variant",
         port=18718,
