@@ -75,8 +75,8 @@ class BatchingConfig(_Frozen):
         ge=1,
         le=4096,
         description="Most rows in one predict call (whole requests are never split; a request "
-        "with more rows goes alone). Batching needs the class's feature_names and a predict "
-        "that returns one output per row.",
+        "with more rows goes alone). Batching needs the class's feature_names or feature_schema "
+        "and a predict that returns one output per row.",
     )
     max_wait_ms: float = Field(
         default=0.0,

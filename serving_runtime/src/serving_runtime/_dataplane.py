@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from ._batching import Scheduler, Watch
 from ._changes import apply_change
 from ._errors import NotFound
+from ._features import FeatureSpec
 from ._logs import JsonLog
 from ._model import SelfTestReport, ServedModel
 from ._overrides import overrides_problems
@@ -131,6 +132,17 @@ class DataPlane:
         entry = self.registry.snapshot[model_id]
         passing = tuple(v for v, e in entry.versions.items() if e.passed)
         return Description(model, passing, entry.versions[model.version].spec.class_path)
+
+    def feature_specs(self) -> dict[str, FeatureSpec | None]:
+        """Each model's features as its primary declares them (None: it declares none, or
+        its primary did not load)."""
+        self.sync()
+        specs: dict[str, FeatureSpec | None] = {}
+        for model_id, entry in self.registry.snapshot.items():
+            primary = entry.versions.get(entry.plan.primary)
+            model = primary.model if primary is not None else None
+            specs[model_id] = model.spec if model is not None else None
+        return specs
 
     def new_version(
         self, model_id: str, artifact: str, class_path: str | None, shadow: bool

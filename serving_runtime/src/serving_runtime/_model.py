@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from ._errors import ModelLoadError, RequestError
-from ._features import FeatureSpec
+from ._features import FeatureSpec, parse_schema
 
 DEFAULT_TOLERANCE = 1e-6
 
@@ -125,8 +125,13 @@ def load_model(
         instance.load(artifact)
     except Exception as exc:
         raise ModelLoadError(f"{class_path}.load({artifact}) raised {_one_line(exc)}") from exc
-    names = getattr(instance, "feature_names", None)
-    spec = FeatureSpec([str(n) for n in names]) if names else None
+    try:
+        features = parse_schema(
+            getattr(instance, "feature_names", None), getattr(instance, "feature_schema", None)
+        )
+    except ValueError as exc:
+        raise ModelLoadError(f"{class_path}: {exc}") from None
+    spec = FeatureSpec(features) if features is not None else None
     served = ServedModel(model_id, version, instance, spec, SelfTestReport((), 0.0))
     return ServedModel(model_id, version, instance, spec, run_selftest(served))
 

@@ -13,6 +13,7 @@ import orjson
 
 from serving_runtime._dataplane import DataPlane
 from serving_runtime._errors import BadRequest, MethodNotAllowed, NotFound
+from serving_runtime._features import FeatureSpec
 from serving_runtime._logs import JsonLog
 from serving_runtime._metrics import Metrics
 from serving_runtime._settings import HttpSettings
@@ -54,7 +55,7 @@ class App:
         self.log = log
         self.settings = settings
         self.tracing: Tracing | None = None
-        self._openapi: bytes | None = None
+        self._openapi: tuple[tuple[tuple[str, FeatureSpec | None], ...], bytes] | None = None
         context = Context(dataplane, metrics, log, settings)
         face = JsonFace(context)
         self.routes: Routes = {**face.routes(), "/openapi.json": {"GET": self.openapi}}
@@ -167,11 +168,13 @@ class App:
 
     async def openapi(self, request: Request) -> Response:
         """GET /openapi.json: this API, generated from the route table."""
-        if self._openapi is None:
-            from ._openapi import document
+        from ._openapi import document
 
-            self._openapi = orjson.dumps(document(self))
-        return 200, self._openapi, [JSON]
+        models = self.dataplane.feature_specs()
+        key = tuple(models.items())  # specs compare by identity
+        if self._openapi is None or self._openapi[0] != key:  # a new primary may type anew
+            self._openapi = key, orjson.dumps(document(self, models))
+        return 200, self._openapi[1], [JSON]
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

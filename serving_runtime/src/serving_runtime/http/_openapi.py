@@ -2,14 +2,18 @@
 
 Every exact route and every parametrised route with named groups is listed with the summary
 its handler's docstring gives; the request and answer schemas below are keyed by handler.
-Served at GET /openapi.json; the docs and the fuzz tests read it from there.
+/infer's request names each model that declares its features, with the type of each (its
+primary's declaration; see `_features.py`). Served at GET /openapi.json; the docs and the fuzz
+tests read it from there.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
+from serving_runtime._features import FeatureSpec
 from serving_runtime._version import __version__
 
 from ._types import RouteTable
@@ -37,7 +41,7 @@ _ROW = {
         {"type": "object", "additionalProperties": _NUMBER},
     ]
 }
-_INFER_REQUEST = {
+_INFER_REQUEST: dict[str, Any] = {
     "type": "object",
     "required": ["model_id", "features"],
     "additionalProperties": False,
@@ -108,17 +112,24 @@ _SCHEMAS: dict[str, tuple[dict[str, Any] | None, dict[int, tuple[str, dict[str, 
 _GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")
 
 
-def document(app: RouteTable) -> dict[str, Any]:
-    """OpenAPI 3.1 for every route of `app` whose path can be written as a template."""
+def document(
+    app: RouteTable, models: Mapping[str, FeatureSpec | None] | None = None
+) -> dict[str, Any]:
+    """OpenAPI 3.1 for every route of `app` whose path can be written as a template.
+
+    With `models` (model id -> its features), /infer's request schema has one branch per
+    model that declares features, its rows typed feature by feature.
+    """
+    requests = {"infer": _infer_request(models or {})}
     paths: dict[str, Any] = {}
     for path, methods in app.routes.items():
-        paths[path] = _operations(methods, [])
+        paths[path] = _operations(methods, [], requests)
     for pattern, methods in app.patterns:
         source = pattern.pattern
         if not source.endswith("$") or "(?P<" not in source:
             continue  # not a template (e.g. the V2 face, which follows its own spec)
         template = _GROUP.sub(lambda m: "{" + m.group(1) + "}", source.strip("^$"))
-        paths[template] = _operations(methods, list(pattern.groupindex))
+        paths[template] = _operations(methods, list(pattern.groupindex), requests)
     return {
         "openapi": "3.1.0",
         "info": {"title": "lls serving runtime", "version": __version__},
@@ -126,11 +137,63 @@ def document(app: RouteTable) -> dict[str, Any]:
     }
 
 
-def _operations(methods: dict[str, Any], parameters: list[str]) -> dict[str, Any]:
+def _infer_request(models: Mapping[str, FeatureSpec | None]) -> dict[str, Any]:
+    typed = {model_id: spec for model_id, spec in models.items() if spec is not None}
+    if not typed:
+        return _INFER_REQUEST
+    others = {
+        **_INFER_REQUEST,
+        "properties": {
+            **_INFER_REQUEST["properties"],
+            "model_id": {
+                "type": "string",
+                "minLength": 1,
+                "not": {"enum": list(typed)},
+                "description": "a model that declares no features",
+            },
+        },
+    }
+    branches = [_typed_request(model_id, spec) for model_id, spec in typed.items()]
+    return {"oneOf": [*branches, others]}
+
+
+def _typed_request(model_id: str, spec: FeatureSpec) -> dict[str, Any]:
+    values = [feature.json_schema() for feature in spec.features]
+    by_name = {
+        "type": "object",
+        "properties": dict(zip(spec.names, values, strict=True)),
+        "required": list(spec.names),
+        "additionalProperties": False,
+    }
+    in_order = {"type": "array", "prefixItems": values, "items": False}
+    in_order |= {"minItems": len(values), "maxItems": len(values)}
+    row = {"oneOf": [by_name, in_order]}
+    names = ", ".join(
+        f"{f.name} ({f.type}{', nullable' if f.nullable else ''})" for f in spec.features
+    )
+    return {
+        "type": "object",
+        "required": ["model_id", "features"],
+        "additionalProperties": False,
+        "properties": {
+            "model_id": {"const": model_id},
+            "version": {"type": "string", "description": "a version; the primary when absent"},
+            "features": {
+                "description": f"one row or a list of rows of {model_id}'s features: {names}",
+                "oneOf": [row, {"type": "array", "items": row, "minItems": 1}],
+            },
+        },
+    }
+
+
+def _operations(
+    methods: dict[str, Any], parameters: list[str], requests: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     operations = {}
     for method, handler in methods.items():
         name = handler.__name__
         request, answers = _SCHEMAS.get(name, (None, {200: ("answer", _OBJECT)}))
+        request = requests.get(name, request)
         operation: dict[str, Any] = {
             "operationId": name,
             "summary": (handler.__doc__ or name).strip().splitlines()[0],

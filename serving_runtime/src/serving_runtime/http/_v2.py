@@ -149,9 +149,7 @@ class V2Face:
             "name": name,
             "versions": list(described.versions),
             "platform": described.class_path,
-            "inputs": [{"name": n, "datatype": "FP64", "shape": [-1]} for n in model.spec.names]
-            if model.spec is not None
-            else [],
+            "inputs": _input_metadata(model),
             "outputs": _output_metadata(model),
         }
         return 200, orjson.dumps(body), [JSON]
@@ -261,7 +259,7 @@ def _features(model: ServedModel, tensors: list[Tensor]) -> Any:
                 f"input {t.name!r} has shape {list(t.shape)}; every feature input needs "
                 f"shape [{rows}] or [{rows}, 1], as {spec.names[0]!r} has"
             )
-    return [list(row) for row in zip(*(by_name[n].flat for n in spec.names), strict=True)]
+    return spec.columns({name: tensor.flat for name, tensor in by_name.items()})
 
 
 def _takes(model: ServedModel) -> str:
@@ -292,6 +290,18 @@ def _infer_response(
     header = orjson.dumps(body)
     length = str(len(header)).encode()
     return 200, header + data, [_BINARY, (b"inference-header-content-length", length)]
+
+
+def _input_metadata(model: ServedModel) -> list[dict[str, Any]]:
+    # One input per feature, of its type's datatype; a feature that is more than a number
+    # always present says so in parameters (its type, nullable: NaN is missing, its values).
+    inputs: list[dict[str, Any]] = []
+    for feature in model.spec.features if model.spec is not None else ():
+        tensor: dict[str, Any] = {"name": feature.name, "datatype": feature.datatype, "shape": [-1]}
+        if feature.type != "number" or feature.nullable:
+            tensor["parameters"] = {k: v for k, v in feature.describe().items() if k != "name"}
+        inputs.append(tensor)
+    return inputs
 
 
 def _output_metadata(model: ServedModel) -> list[dict[str, Any]]:
