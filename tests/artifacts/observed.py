@@ -192,12 +192,16 @@ def observe(render: Renders, workdir: Path) -> Observed:
         {
             # One worker of 16 predict threads: the sleeping calls run side by side, as on a
             # real pod with enough workers; everything else is the answers'.
-            "runtime": {"port": ports["runtime"], "workers": 1, "threads": 16},
+            "runtime": {
+                "port": ports["runtime"],
+                "workers": 1,
+                "threads": 16,
+                "requestTimeoutMs": ROUTE_TIMEOUT_MS,
+            },
             "envoy": {
                 "port": ports["envoy"],
                 "statsPort": ports["metrics"],
                 "adminPort": ports["admin"],
-                "routeTimeoutMs": ROUTE_TIMEOUT_MS,
             },
         },
     )

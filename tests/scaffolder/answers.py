@@ -38,6 +38,7 @@ BAD_ANSWERS = [
     ("autoscaling_cpu_target", "101", "must be between 1 and 100"),
     ("workers", "0", "must be between 1 and 64"),
     ("latency_slo_p99_ms", "-5", "must be between 1 and 60000"),
+    ("request_timeout_ms", "50", "below latency_slo_p99_ms (100)"),
     ("availability_slo", "100", "strictly between 0 and 100"),
     ("availability_slo", "high", "is not a number"),
     ("namespace", "Team_NS", "not a Kubernetes DNS-1123 label"),

@@ -263,6 +263,8 @@ def test_only_the_new_questions_are_asked_in_a_terminal(offline_lls: Lls, servic
     child.expect_exact("repository_url:")
     assert "team:" not in (child.before or "")
     child.send("\r")
+    child.expect_exact("request_timeout_ms:")  # new in v0.4.0 too
+    child.send("\r")
     child.expect_exact("spread_across_zones:")
     child.send("n")
     child.expect_exact("record_outputs:")

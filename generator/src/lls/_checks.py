@@ -159,6 +159,17 @@ def check_max_replicas(value: int, answers: Mapping[str, Any]) -> None:
         raise ValueError(f"{value} is less than min_replicas ({low})")
 
 
+def check_request_timeout(value: int, answers: Mapping[str, Any]) -> None:
+    """Milliseconds, at most 5 minutes, and not below the latency objective."""
+    _whole_number(1, 300_000)(value, answers)
+    objective = answers.get("latency_slo_p99_ms")
+    if objective is not None and value < int(objective):
+        raise ValueError(
+            f"{value} is below latency_slo_p99_ms ({objective}): requests the objective allows "
+            "would be cut off; raise request_timeout_ms or lower the objective"
+        )
+
+
 def check_availability(value: float, answers: Mapping[str, Any]) -> None:
     """An availability objective in percent, strictly between 0 and 100 (e.g. 99.9)."""
     if not 0 < value < 100:
@@ -261,6 +272,7 @@ CHECKS: Mapping[str, Check] = {
     "autoscaling_cpu_target": _whole_number(1, 100),
     "workers": _whole_number(1, 64),
     "latency_slo_p99_ms": _whole_number(1, 60_000),
+    "request_timeout_ms": check_request_timeout,
     "availability_slo": check_availability,
     "namespace": check_team,
     "registry": check_registry,
