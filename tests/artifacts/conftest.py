@@ -7,18 +7,19 @@ Copier has no dirty-repository warning to give. `wheels/` is created as `lls new
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import os
+import importlib.util
 import shutil
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
+import tomllib
+import venv
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import copier
@@ -26,7 +27,6 @@ import pytest
 import yaml
 
 from serving_runtime import __version__ as RUNTIME_VERSION
-from serving_runtime.testing import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -141,6 +141,44 @@ def answers_of(service: Path) -> Mapping[str, Any]:
     return recorded
 
 
+@functools.cache
+def pod_runner(service: Path) -> ModuleType:
+    """The pod runner a service ships (scripts/pod.py), loaded from that service."""
+    path = service / "scripts" / "pod.py"
+    spec = importlib.util.spec_from_file_location(f"pod_runner_{service.name}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def pod_venv(render: Renders, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The venv every answer set's pod runs in: what each service's pyproject asks for, with
+    the runtime of this checkout (the one the template pins) in place of the pinned wheel."""
+    requirements: set[str] = set()
+    extras: set[str] = set()
+    for name in ANSWER_SETS:
+        project = tomllib.loads((render(name) / "pyproject.toml").read_text())["project"]
+        for requirement in project["dependencies"]:
+            if requirement.startswith("lls-serving-runtime"):
+                wanted = requirement.partition("[")[2].partition("]")[0]
+                extras.update(e for e in wanted.split(",") if e)
+            else:
+                requirements.add(requirement)
+    path = tmp_path_factory.mktemp("pod-venv")
+    venv.create(path, with_pip=True)
+    runtime = f"{ROOT / 'serving_runtime'}[{','.join(sorted(extras))}]"
+    pip = [path / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    done = subprocess.run(
+        [*pip, runtime, *sorted(requirements)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return path
+
+
 @pytest.fixture(params=sorted(ANSWER_SETS))
 def service(request: pytest.FixtureRequest, render: Renders) -> Path:
     """A rendered service, once for each answer set."""
@@ -160,77 +198,28 @@ class Served:
     envoy_log: Path
 
 
-def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"{url}: process exited\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except (OSError, urllib.error.HTTPError):
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} not ready after {seconds}s\n{log.read_text()}")
-
-
 @pytest.fixture(scope="session")
-def served(render: Renders, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """Ports are rewritten through the chart's own values; everything else is as rendered."""
-    from .chart import envoy_config, one, render_chart
-
+def served(
+    render: Renders, pod_venv: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """The `custom` service's pod, run by its own pod runner with every port moved."""
     service = render("custom")
-    ports = {name: free_port() for name in ("runtime", "envoy", "stats", "admin")}
-    manifests = render_chart(
-        service,
-        {
-            "runtime": {"port": ports["runtime"]},
-            "envoy": {
-                "port": ports["envoy"],
-                "statsPort": ports["stats"],
-                "adminPort": ports["admin"],
-                "healthCheckIntervalSeconds": 1,
-            },
-        },
-    )
-    logs = tmp_path_factory.mktemp("served")
-    config = logs / "envoy.yaml"
-    config.write_text(envoy_config(manifests))
-    # The runtime's environment is the pod's: the chart's ConfigMap, then the image's ENV.
-    env = {**os.environ, **one(manifests, "ConfigMap", "-runtime")["data"]}
-    env["SERVING_RUNTIME_WORKERS"] = "1"  # two cores in CI; the rest is the answers'
-    runtime_log, envoy_log = logs / "runtime.log", logs / "envoy.log"
-    with runtime_log.open("wb") as out:
-        runtime = subprocess.Popen(
-            [VENV_BIN / "serving-runtime", "serve"], cwd=service, env=env, stdout=out, stderr=out
-        )
+    runner = pod_runner(service)
+    values = runner.free_ports(service)
+    pod = runner.service_pod(service, pod_venv, tmp_path_factory.mktemp("served"), values)
+    pod.start()
     try:
-        _wait_for(f"http://127.0.0.1:{ports['runtime']}/readyz", runtime, runtime_log, 60)
-        # Envoy runs with the sidecar's own arguments, but the path of its configuration.
-        pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
-        sidecar = next(c for c in pod["initContainers"] if c["name"] == "envoy")
-        mounted = {m["name"]: m["mountPath"] for m in sidecar["volumeMounts"]}["envoy-config"]
-        args = [str(config) if a == f"{mounted}/envoy.yaml" else a for a in sidecar["args"]]
-        assert str(config) in args, sidecar["args"]
-        with envoy_log.open("wb") as out:
-            envoy = subprocess.Popen([VENV_BIN / "envoy", *args], stdout=out, stderr=out)
-        try:
-            # Ready once Envoy's own health check has seen the runtime's /readyz answer 200.
-            envoy_url = f"http://127.0.0.1:{ports['envoy']}"
-            _wait_for(f"{envoy_url}/models", envoy, envoy_log, 30)
-            yield Served(
-                path=service,
-                envoy_url=envoy_url,
-                stats_url=f"http://127.0.0.1:{ports['stats']}",
-                runtime_url=f"http://127.0.0.1:{ports['runtime']}",
-                runtime_log=runtime_log,
-                envoy_log=envoy_log,
-            )
-        finally:
-            stop(envoy)
+        pod.wait(lambda: pod.ready, 120, "ready")
+        yield Served(
+            path=service,
+            envoy_url=f"http://127.0.0.1:{values['envoy']['port']}",
+            stats_url=f"http://127.0.0.1:{values['envoy']['statsPort']}",
+            runtime_url=f"http://127.0.0.1:{values['runtime']['port']}",
+            runtime_log=pod.root / "runtime.log",
+            envoy_log=pod.root / "envoy.log",
+        )
     finally:
-        stop(runtime)
+        pod.delete()
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .chart import envoy_config, render_chart
+from .chart import envoy_config, one, render_chart
 from .conftest import VENV_BIN, Served, answers_of
 
 
@@ -40,15 +40,25 @@ def test_envoy_accepts_the_rendered_configuration(service: Path, tmp_path: Path)
     assert _envoy_validate(config).returncode != 0
 
 
-def test_route_timeout_follows_the_latency_objective(service: Path) -> None:
-    config = yaml.safe_load(envoy_config(render_chart(service)))
+def test_one_request_timeout_sets_the_route_the_worker_and_the_grace(service: Path) -> None:
+    manifests = render_chart(service)
+    config = yaml.safe_load(envoy_config(manifests))
     (ingress,) = [x for x in config["static_resources"]["listeners"] if x["name"] == "ingress"]
     manager = ingress["filter_chains"][0]["filters"][0]["typed_config"]
     routes = manager["route_config"]["virtual_hosts"][0]["routes"]
     default = next(r for r in routes if r["match"] == {"prefix": "/"})
-    slo_ms = answers_of(service)["latency_slo_p99_ms"]
-    assert float(default["route"]["timeout"].removesuffix("s")) == max(5 * slo_ms, 100) / 1000
-    assert default["route"]["retry_policy"]["retry_on"] == "connect-failure,reset"
+    answers = answers_of(service)
+    timeout_s = answers["request_timeout_ms"] / 1000
+    assert timeout_s >= answers["latency_slo_p99_ms"] / 1000
+    assert float(default["route"]["timeout"].removesuffix("s")) == timeout_s
+    # a worker is never killed, nor a SIGTERM cut short, while a request may still be running
+    runtime = one(manifests, "ConfigMap", "-runtime")["data"]
+    assert int(runtime["SERVING_RUNTIME_TIMEOUT"]) >= 2 * timeout_s
+    assert int(runtime["SERVING_RUNTIME_GRACEFUL_TIMEOUT"]) > timeout_s
+    pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] > int(runtime["SERVING_RUNTIME_GRACEFUL_TIMEOUT"])
+    # retried only where the runtime cannot have started the work
+    assert default["route"]["retry_policy"]["retry_on"] == "connect-failure,reset-before-request"
     assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
 
 
