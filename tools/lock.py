@@ -3,12 +3,13 @@
     .venv/bin/python tools/lock.py             # after a dependency of runtime or template changed
     .venv/bin/python tools/lock.py --upgrade   # every package to its newest allowed version
 
-A service's requirements.txt and requirements-dev.txt are what its own `python3 dev.py lock`
-writes (uv pip compile, universal, with hashes). `lls new` works offline, so the template
-carries them ready made: for each framework, with and without tracing, this renders the
-service from the working tree, runs that service's own dev.py lock in it (with the runtime
-wheel built from serving_runtime/ in its wheels/), and keeps the result with the three things
-that differ between services made into template variables: the service's name, the runtime's
+A service's requirements.txt and requirements-dev.txt (and requirements-pod.txt, the tools of
+`dev.py pod`, alike for every variant) are what its own `python3 dev.py lock` writes (uv pip
+compile, universal, with hashes). `lls new` works offline, so the template carries them ready
+made: for each framework, with and without tracing, this renders the service from the working
+tree, runs that service's own dev.py lock in it (with the runtime wheel built from
+serving_runtime/ in its wheels/), and keeps the result with the three things that differ
+between services made into template variables: the service's name, the runtime's
 version and its wheel's hash (an answer lls sets, `runtime_sha256`). The existing files are
 the resolver's preferences, so versions move only when a requirement forces them or with
 --upgrade.
@@ -94,6 +95,9 @@ def lock_variant(
         for name, suffix in (("requirements.txt", ""), ("requirements-dev.txt", "-dev")):
             text = templated((service / name).read_text(), version, sha256)
             (LOCKS / f"{stem}{suffix}.txt").write_text(text)
+        # The tools of `dev.py pod` depend on no framework: one lock, the same for every variant.
+        pod = templated((service / "requirements-pod.txt").read_text(), version, sha256)
+        (ROOT / "templates" / "service" / "requirements-pod.txt.jinja").write_text(pod)
         print(f"locked {stem}", flush=True)
 
 

@@ -94,6 +94,7 @@ def test_the_service_check_sees_a_dependency_added_without_a_new_lock(
         "pyproject.toml",
         "requirements.txt",
         "requirements-dev.txt",
+        "requirements-pod.txt",
         "tests/test_lock.py",
     ):
         (copy / name).parent.mkdir(parents=True, exist_ok=True)

@@ -138,6 +138,54 @@ def test_the_readme_serve_command_answers_the_readme_curl(service: Service) -> N
     assert answer["output"] == pytest.approx(canary["expected"], abs=1e-6)
 
 
+@default_service
+def test_dev_py_pod_serves_the_readme_curl_through_envoy_and_stops_as_the_kubelet_would(
+    service: Service,
+) -> None:
+    readme = (service.path / "README.md").read_text()
+    assert re.search(r"^python3 dev\.py pod\b", readme, re.MULTILINE), readme
+    said: list[str] = []
+    with subprocess.Popen(
+        [sys.executable, "dev.py", "pod", "--free-ports"],
+        cwd=service.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as pod:
+        assert pod.stderr is not None
+        try:
+            for line in pod.stderr:  # its events, until the pod is ready
+                said.append(line)
+                if line.startswith("http://") and "is the pod's Envoy" in line:
+                    url = line.split()[0]
+                    break
+            else:
+                raise AssertionError("".join(said))
+            request = urllib.request.Request(
+                f"{url}/infer",
+                json.dumps(_readme_request(readme)).encode(),
+                {"content-type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.headers["server"] == "envoy"
+                answer = json.load(response)
+            pod.send_signal(signal.SIGINT)  # Ctrl-C
+            said += pod.stderr.readlines()
+            assert pod.wait(timeout=120) == 0, "".join(said)
+        finally:
+            if pod.poll() is None:
+                pod.kill()
+    assert answer["version"] == "v1"
+    events = [m[1] for m in (re.match(r" *[0-9.]+s (\w+: .*)", x) for x in said) if m]
+    stops = [e for e in events if e.endswith("SIGTERM") or ": exited" in e]
+    assert stops == [
+        "runtime: SIGTERM",
+        "runtime: exited with status 0",
+        "envoy: SIGTERM",
+        "envoy: exited with status 0",
+    ], "".join(said)
+
+
 def test_version_names_lls_template_and_runtime(lls: Lls, built: Built, tmp_path: Path) -> None:
     done = lls("--version", cwd=tmp_path)
     assert done.returncode == 0, done.output

@@ -42,4 +42,5 @@ def test_the_locks_hold_every_dependency_of_pyproject() -> None:
     problems = _unlocked(project["dependencies"], serving)
     dev = {**serving, **_pins("requirements-dev.txt")}
     problems += _unlocked(project["optional-dependencies"]["dev"], dev)
+    problems += _unlocked(project["optional-dependencies"]["pod"], _pins("requirements-pod.txt"))
     assert not problems, "; ".join(problems) + ": run python3 dev.py lock and commit the locks"
