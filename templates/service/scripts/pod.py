@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,6 +261,7 @@ class Container:
         self.workdir = self.host_path(spec.get("workingDir", image.workdir))
         self.process: subprocess.Popen[bytes] | None = None
         self.generation = self.restarts = 0  # a generation per start: older probes stop
+        self.probed: Counter[str] = Counter()  # probes run, by kind
         self.running = self.started = self.ready = False
         self.killing = threading.Lock()
 
@@ -352,6 +354,8 @@ class Container:
                 ok, why = run_handler(spec, self, timeout)
                 if self.generation != generation:
                     return
+                self.probed[kind] += 1
+                self.pod.notify()
                 successes, failures = (successes + 1, 0) if ok else (0, failures + 1)
                 if failures == 1:  # the first of a run, as the kubelet's events count them
                     self.pod.record(self.name, f"{kind} failed: {why}")
@@ -520,6 +524,9 @@ class Pod:
             self.record("", "ready" if ready else "not ready")
         for hook in self.on_change:
             hook(self)
+        self.notify()
+
+    def notify(self) -> None:
         with self._condition:
             self._condition.notify_all()
 
