@@ -57,6 +57,9 @@ def test_one_request_timeout_sets_the_route_the_worker_and_the_grace(service: Pa
     assert int(runtime["SERVING_RUNTIME_GRACEFUL_TIMEOUT"]) > timeout_s
     pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] > int(runtime["SERVING_RUNTIME_GRACEFUL_TIMEOUT"])
+    # the runtime's own deadline for a request is no shorter than the route's
+    assert timeout_s <= float(runtime["SERVING_RUNTIME_REQUEST_TIMEOUT"]) < timeout_s + 1
+    assert runtime["SERVING_RUNTIME_LATENCY_OBJECTIVE_MS"] == str(answers["latency_slo_p99_ms"])
     # retried only where the runtime cannot have started the work
     assert default["route"]["retry_policy"]["retry_on"] == "connect-failure,reset-before-request"
     assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"

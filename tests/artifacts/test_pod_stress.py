@@ -125,7 +125,6 @@ def test_a_request_that_kills_its_worker_is_answered_once_and_not_replayed(
     assert post(stressed.url, 0.5).status_code == 200  # Gunicorn replaced the worker
 
 
-@pytest.mark.xfail(strict=True, reason="predicts run on the worker's event loop (issue 16)")
 def test_probes_and_scrapes_answer_while_every_worker_is_busy(stressed: Stressed) -> None:
     runtime = stressed.pod["runtime"]
     metrics = f"http://127.0.0.1:{stressed.values['envoy']['statsPort']}/metrics"
@@ -143,7 +142,6 @@ def test_probes_and_scrapes_answer_while_every_worker_is_busy(stressed: Stressed
     assert not [e for e in stressed.pod.events if e.what.startswith("livenessProbe failed")]
 
 
-@pytest.mark.xfail(strict=True, reason="the runtime predicts requests nobody waits for (issue 16)")
 def test_a_request_whose_deadline_passed_is_not_predicted(stressed: Stressed) -> None:
     with busy(stressed):
         # queued behind the held predict until Envoy's route timeout has passed
