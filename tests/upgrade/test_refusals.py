@@ -298,7 +298,13 @@ def test_questions_go_to_the_terminal_and_only_the_diff_to_stdout(
         timeout=60,
         dimensions=(50, 200),
     )
-    asked = ("repository_url:", "spread_across_zones:", "record_outputs:", "tracing_endpoint:")
+    asked = (
+        "repository_url:",
+        "request_timeout_ms:",
+        "spread_across_zones:",
+        "record_outputs:",
+        "tracing_endpoint:",
+    )
     for question in asked:
         child.expect_exact(question)  # drawn on the terminal, though stdout is a file
         child.send("\r")
