@@ -102,13 +102,15 @@ def in_background(server: Server, *bodies: dict[str, Any], **kwargs: Any) -> Ite
 
 
 def test_probes_answer_while_every_worker_is_busy_predicting(gated: Path) -> None:
-    with running(gated, workers=2) as server:
-        tokens = [f"slow-{n}" for n in range(8)]
+    # One worker: which worker the kernel hands a connection to is not the test's to choose,
+    # so "every worker busy" is made certain with one.
+    with running(gated, workers=1) as server:
+        tokens = [f"slow-{n}" for n in range(4)]
         with in_background(server, *(gate_body(t) for t in tokens)) as answers:
-            # Every worker has a predict in progress, held until the gate opens.
-            wait_for(lambda: len(set(started(gated).values())) == 2)
+            # The worker's one predict thread is held until the gate opens; the rest queue.
+            wait_for(lambda: len(started(gated)) == 1)
             probes = ("/livez", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready")
-            for _ in range(10):  # each lands on either worker
+            for _ in range(10):
                 for path in probes:
                     assert httpx.get(server.url + path, timeout=30).status_code == 200
             # The probes were answered while no predict had finished: none waited for one.
