@@ -10,6 +10,7 @@ from typing import Any
 import helm_python as helm
 import kubernetes_validate
 import pytest
+import yaml
 
 from serving_runtime._cli import _parser
 
@@ -34,7 +35,7 @@ def test_every_object_is_valid_for_kubernetes_strictly(service: Path) -> None:
     manifests = render_chart(service)
     kinds = sorted(m["kind"] for m in manifests)
     assert kinds == sorted(
-        ["ConfigMap", "ConfigMap", "Deployment", "HorizontalPodAutoscaler",
+        ["ConfigMap", "ConfigMap", "ConfigMap", "Deployment", "HorizontalPodAutoscaler",
          "PodDisruptionBudget", "Service", "ServiceAccount"]
     )  # fmt: skip
     for manifest in manifests:
@@ -185,6 +186,9 @@ BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
     ("unknown key", {"replicaCount": 3}),
     ("misspelt nested key", {"envoy": {"routeTimeout": 100}}),
     ("bad pull policy", {"image": {"pullPolicy": "Sometimes"}}),
+    ("model version with a space", {"models": {"fraud": {"primary": "v 2"}}}),
+    ("misspelt primary", {"models": {"fraud": {"primay": "v2"}}}),
+    ("model without a version", {"models": {"fraud": {}}}),
 ]
 
 
@@ -211,3 +215,34 @@ def test_without_autoscaling_the_deployment_holds_the_replicas(render: Any) -> N
         == answers_of(render("default"))["min_replicas"]
     )
     assert not [m for m in manifests if m["kind"] == "HorizontalPodAutoscaler"]
+
+
+def test_the_models_value_is_the_runtimes_watched_overrides_file(render: Any) -> None:
+    service = render("default")
+    model = answers_of(service)["model_id"]
+    before = render_chart(service)
+    after = render_chart(service, {"models": {model: {"primary": "v2"}}})
+    overrides = one(after, "ConfigMap", "-overrides")["data"]["overrides.yaml"]
+    assert yaml.safe_load(overrides) == {"models": {model: {"primary": "v2"}}}
+    assert yaml.safe_load(one(before, "ConfigMap", "-overrides")["data"]["overrides.yaml"]) == {
+        "models": {}
+    }
+    for manifest in after:
+        kubernetes_validate.validate(manifest, KUBERNETES_VERSIONS[-1], strict=True)
+    # the runtime reads it from a folder mount (a subPath would never be updated)
+    pod = one(after, "Deployment")["spec"]["template"]["spec"]
+    runtime = next(c for c in pod["containers"] if c["name"] == "runtime")
+    settings = one(after, "ConfigMap", "-runtime")["data"]
+    volume = next(
+        v for v in pod["volumes"] if v.get("configMap", {}).get("name", "").endswith("-overrides")
+    )
+    mount = next(m for m in runtime["volumeMounts"] if m["name"] == volume["name"])
+    assert "subPath" not in mount
+    assert settings["SERVING_RUNTIME_OVERRIDES"] == f"{mount['mountPath']}/overrides.yaml"
+    # watched, so a change does not restart the pods; a change of the settings does
+    annotations = [
+        one(m, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+        for m in (before, after, render_chart(service, {"runtime": {"threads": 2}}))
+    ]
+    assert annotations[0] == annotations[1]
+    assert annotations[0]["checksum/config"] != annotations[2]["checksum/config"]

@@ -157,6 +157,18 @@ def test_the_rule_object_holds_the_unit_tested_rules(service: Path) -> None:
     assert rule["metadata"]["name"] == answers_of(service)["service_name"]
 
 
+def test_without_the_autoscaler_its_alert_is_not_deployed(render: Any) -> None:
+    service = render("default")
+    values = {**ALL_ON, "autoscaling": {"enabled": False}}
+    rule = one(render_chart(service, values), "PrometheusRule")
+    _check(rule)
+    shipped = yaml.safe_load((service / "chart" / "files" / "alerts.yaml").read_text())
+    for group in shipped["groups"]:  # no kube_horizontalpodautoscaler_* series: it could not fire
+        group["rules"] = [r for r in group["rules"] if r.get("alert") != "AutoscalerAtMaximum"]
+    assert rule["spec"] == shipped
+    assert "AutoscalerAtMaximum" in (service / "chart" / "files" / "alerts.yaml").read_text()
+
+
 def test_the_dashboard_configmap_is_what_grafanas_sidecar_loads(service: Path) -> None:
     dashboard = one(render_chart(service, ALL_ON), "ConfigMap", "-dashboard")
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
