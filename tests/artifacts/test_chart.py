@@ -187,6 +187,7 @@ BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
     ("misspelt nested key", {"envoy": {"routeTimeout": 100}}),
     ("bad pull policy", {"image": {"pullPolicy": "Sometimes"}}),
     ("model version with a space", {"models": {"fraud": {"primary": "v 2"}}}),
+    ("digest without its algorithm", {"image": {"digest": "0a" * 32}}),
     ("misspelt primary", {"models": {"fraud": {"primay": "v2"}}}),
     ("model without a version", {"models": {"fraud": {}}}),
 ]

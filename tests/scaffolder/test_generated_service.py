@@ -61,7 +61,7 @@ def test_the_repository_is_committed_with_its_answers_and_runtime(
     )
     pin = f'"lls-serving-runtime=={built.runtime_version}"'
     assert pin in (service.path / "pyproject.toml").read_text()
-    assert "* @demo" in (service.path / ".github" / "CODEOWNERS").read_text()
+    assert "* @example/demo" in (service.path / ".github" / "CODEOWNERS").read_text()
 
 
 def _readme_request(readme: str) -> dict[str, Any]:

@@ -577,7 +577,9 @@ class Pod:
 
 
 def image_of(spec: Manifest, images: Mapping[str, Image]) -> Image:
-    repository = spec["image"].rsplit(":", 1)[0]
+    name = spec["image"].split("@", 1)[0]  # repository[:tag][@digest]
+    head, _, last = name.rpartition("/")  # a registry's host may have a :port
+    repository = f"{head}/{last.split(':')[0]}" if head else last.split(":")[0]
     if repository not in images:
         raise PodError(f"{spec['name']}: no image {repository} here, only {sorted(images)}")
     return images[repository]

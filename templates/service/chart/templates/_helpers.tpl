@@ -20,6 +20,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end }}
 
+{{/* The runtime's image: by digest when one is given (what CI pushed), else by tag. */}}
+{{- define "service.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ include "service.imageTag" . }}
+{{- end }}
+{{- end }}
+
 {{/* The Envoy configuration, rendered from files/envoy.yaml with these values. */}}
 {{- define "service.envoyConfig" -}}
 {{ tpl (.Files.Get "files/envoy.yaml") . }}
