@@ -135,7 +135,10 @@ def test_resources_replicas_and_workers_come_from_the_answers(service: Path) -> 
         answers["max_replicas"],
     )
     (metric,) = hpa["metrics"]
-    assert metric["resource"]["target"]["averageUtilization"] == answers["autoscaling_cpu_target"]
+    assert metric["type"] == "ContainerResource"  # the runtime's CPU, not Envoy's beside it
+    assert metric["containerResource"]["container"] == "runtime"
+    target = metric["containerResource"]["target"]
+    assert target["averageUtilization"] == answers["autoscaling_cpu_target"]
     assert "replicas" not in one(manifests, "Deployment")["spec"]  # the autoscaler owns it
     settings = one(manifests, "ConfigMap", "-runtime")["data"]
     assert settings["SERVING_RUNTIME_WORKERS"] == str(answers["workers"])
@@ -188,6 +191,11 @@ BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
     ("bad pull policy", {"image": {"pullPolicy": "Sometimes"}}),
     ("model version with a space", {"models": {"fraud": {"primary": "v 2"}}}),
     ("digest without its algorithm", {"image": {"digest": "0a" * 32}}),
+    ("pull secret as a string", {"imagePullSecrets": "regcred"}),
+    ("misspelt service account key", {"serviceAccount": {"annotation": {"a": "b"}}}),
+    ("name not a DNS label", {"fullnameOverride": "Fraud_Score"}),
+    ("variable without a name", {"runtime": {"extraEnv": [{"value": "1"}]}}),
+    ("network policy as a flag", {"networkPolicy": True}),
     ("misspelt primary", {"models": {"fraud": {"primay": "v2"}}}),
     ("model without a version", {"models": {"fraud": {}}}),
 ]
@@ -247,3 +255,136 @@ def test_the_models_value_is_the_runtimes_watched_overrides_file(render: Any) ->
     ]
     assert annotations[0] == annotations[1]
     assert annotations[0]["checksum/config"] != annotations[2]["checksum/config"]
+
+
+EVERY_KNOB: dict[str, Any] = {
+    "imagePullSecrets": [{"name": "regcred"}],
+    "serviceAccount": {
+        "name": "fraud-scorer",
+        "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/fraud"},
+    },
+    "podLabels": {"azure.workload.identity/use": "true"},
+    "podAnnotations": {"example.com/owner": "pay"},
+    "nodeSelector": {"kubernetes.io/arch": "amd64"},
+    "tolerations": [{"key": "ml", "operator": "Exists", "effect": "NoSchedule"}],
+    "affinity": {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["ml"]}]}
+                ]
+            }
+        }
+    },
+    "priorityClassName": "serving-high",
+    "adminTokenSecret": "admin-token",
+    "runtime": {
+        "extraEnv": [
+            {
+                "name": "FEATURE_STORE_URL",
+                "valueFrom": {"secretKeyRef": {"name": "fs", "key": "url"}},
+            }
+        ],
+        "extraEnvFrom": [{"secretRef": {"name": "feature-store"}}],
+        "extraVolumeMounts": [{"name": "certs", "mountPath": "/etc/certs", "readOnly": True}],
+    },
+    "extraVolumes": [{"name": "certs", "secret": {"secretName": "fraud-certs"}}],
+    "service": {"annotations": {"service.beta.kubernetes.io/aws-load-balancer-internal": "true"}},
+    "networkPolicy": {
+        "enabled": True,
+        "from": [{"podSelector": {"matchLabels": {"app": "checkout"}}}],
+        "metricsFrom": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+        ],
+    },
+}
+
+
+def test_every_knob_a_platform_sets_is_accepted_and_lands_where_kubernetes_reads_it(
+    render: Any,
+) -> None:
+    manifests = render_chart(render("default"), EVERY_KNOB)
+    for manifest in manifests:
+        for version in KUBERNETES_VERSIONS:
+            kubernetes_validate.validate(manifest, version, strict=True)
+    template = one(manifests, "Deployment")["spec"]["template"]
+    pod = template["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    account = one(manifests, "ServiceAccount")
+    assert account["metadata"]["name"] == pod["serviceAccountName"] == "fraud-scorer"
+    assert account["metadata"]["annotations"] == EVERY_KNOB["serviceAccount"]["annotations"]
+    assert template["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    assert template["metadata"]["annotations"]["example.com/owner"] == "pay"
+    for key in ("nodeSelector", "tolerations", "affinity", "priorityClassName"):
+        assert pod[key] == EVERY_KNOB[key]
+    runtime = next(c for c in pod["containers"] if c["name"] == "runtime")
+    names = [v["name"] for v in runtime["env"]]
+    assert names == ["SERVING_RUNTIME_ADMIN_TOKEN", "FEATURE_STORE_URL"]
+    assert runtime["envFrom"][1:] == [{"secretRef": {"name": "feature-store"}}]
+    assert runtime["volumeMounts"][-1] == EVERY_KNOB["runtime"]["extraVolumeMounts"][0]
+    assert pod["volumes"][-1] == EVERY_KNOB["extraVolumes"][0]
+    assert _restricted_violations(pod) == []
+    service = one(manifests, "Service")
+    assert service["metadata"]["annotations"] == EVERY_KNOB["service"]["annotations"]
+    policy = one(manifests, "NetworkPolicy")["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    named_ports = {p["name"] for c in pod["initContainers"] for p in c.get("ports", [])}
+    rules = {r["ports"][0]["port"]: r["from"] for r in policy["ingress"]}
+    assert rules == {
+        "http": EVERY_KNOB["networkPolicy"]["from"],
+        "metrics": EVERY_KNOB["networkPolicy"]["metricsFrom"],
+    }
+    assert set(rules) <= named_ports
+    assert service["spec"]["ports"][0]["targetPort"] in rules  # callers reach the Service
+
+
+def test_a_service_account_of_the_platforms_is_used_as_it_is(render: Any) -> None:
+    manifests = render_chart(render("default"), {"serviceAccount": {"create": False, "name": "ml"}})
+    assert not [m for m in manifests if m["kind"] == "ServiceAccount"]
+    assert one(manifests, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "ml"
+
+
+def test_two_releases_share_a_namespace_without_a_clash(render: Any) -> None:
+    service = render("default")
+    answers = answers_of(service)
+
+    def release(name: str, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        with helm.Chart.load(service / "chart") as chart:
+            files = chart.render(values, name=name, namespace="ml", is_install=True)
+        texts = [t for n, t in files.items() if n.endswith(".yaml")]
+        return [doc for text in texts for doc in yaml.safe_load_all(text) if doc]
+
+    first, second = release("canary"), release("stable")
+    names = [{(m["kind"], m["metadata"]["name"]) for m in r} for r in (first, second)]
+    assert not names[0] & names[1]
+    assert ("Service", f"canary-{answers['service_name']}") in names[0]
+    selectors = [one(r, "Service")["spec"]["selector"] for r in (first, second)]
+    assert selectors[0] != selectors[1]  # neither Service reaches the other's pods
+    pod = one(first, "Deployment")["spec"]["template"]["spec"]
+    claimed = {v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v}
+    assert claimed <= {n for k, n in names[0] if k == "ConfigMap"}
+    # the release CI installs keeps the names the alert rules and the dashboard select
+    default = {(m["kind"], m["metadata"]["name"]) for m in release(answers["service_name"])}
+    assert ("Deployment", answers["service_name"]) in default
+    assert ("HorizontalPodAutoscaler", answers["service_name"]) in default
+    overridden = {m["metadata"]["name"] for m in release("x", {"fullnameOverride": "fraud"})}
+    assert {"fraud", "fraud-runtime"} <= overridden
+
+
+def test_the_team_label_is_on_every_object_and_pod(service: Path) -> None:
+    team = answers_of(service)["team"]
+    values = {"monitoring": {"podMonitors": {"enabled": True}, "rules": {"enabled": True}}}
+    manifests = render_chart(service, {**values, "networkPolicy": {"enabled": True}})
+    for manifest in manifests:
+        assert manifest["metadata"]["labels"]["team"] == team, manifest["kind"]
+    template = one(manifests, "Deployment")["spec"]["template"]
+    assert template["metadata"]["labels"]["team"] == team
+
+
+def test_disruptions_and_spread_suit_rollouts_and_broken_pods(service: Path) -> None:
+    manifests = render_chart(service)
+    budget = one(manifests, "PodDisruptionBudget")["spec"]
+    assert budget["unhealthyPodEvictionPolicy"] == "AlwaysAllow"  # never blocks a node drain
+    pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
+    for constraint in pod["topologySpreadConstraints"]:
+        assert constraint["matchLabelKeys"] == ["pod-template-hash"]
