@@ -13,14 +13,13 @@ is the old release's file at the path it was moved from.
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ._errors import LlsError
-from ._git import git, git_bytes
+from ._git import failure, git, git_bytes, run
 
 BASE, OURS, THEIRS = 1, 2, 3
 EMPTY = b""
@@ -111,20 +110,13 @@ def _merge(stages: Mapping[int, Stage], names: tuple[str, str, str]) -> tuple[by
             file = Path(tmp, name)
             file.write_bytes(content)
             files.append(str(file))
-        ours_label, base_label, theirs_label = names
-        try:
-            command = ["git", "merge-file", "-p", "--diff3", "-L", ours_label]
-            command += ["-L", base_label, "-L", theirs_label, *files]
-            done = subprocess.run(
-                command,
-                capture_output=True,
-                check=False,
-            )
-        except FileNotFoundError as error:
-            raise LlsError("git is needed by lls; install git") from error
-    if done.returncode < 0 or done.returncode > 127:  # git's error, not a count of conflicts
-        raise LlsError(f"git merge-file failed: {done.stderr.decode(errors='replace').strip()}")
-    return done.stdout, done.returncode == 0
+        named = [word for name in names for word in ("-L", name)]
+        args = ("merge-file", "-p", "--diff3", *named, *files)
+        # Its exit status is the number of conflicts (0: clean), up to 127.
+        done = run(Path(tmp), *args)
+    if done.status < 0 or done.status > 127:  # git's error, not a count of conflicts
+        raise LlsError(failure(args, done.stderr))
+    return done.stdout, done.status == 0
 
 
 def leftover_rejects(clone: Path) -> tuple[str, ...]:

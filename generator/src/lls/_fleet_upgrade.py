@@ -21,7 +21,7 @@ from pathlib import Path
 from . import _service
 from ._errors import LlsError
 from ._fleet import default_jobs, run_lls
-from ._git import git, identity, repository_top
+from ._git import failure, git, identity, repository_top
 from ._github import GitHub
 from ._runner import Children, Interrupted, each
 from ._shipped import Release, Shipped, shipped
@@ -214,9 +214,13 @@ def _pull_request(
 
 
 def _git(children: Children, cwd: Path, *args: str) -> str:
+    # Not through GitPython: the fleet's git commands (clone, fetch, push) run in a session
+    # of their own, so that Ctrl-C is passed on to them by `children`, which must hold each
+    # process while it runs; GitPython runs a command to its end, or hands it back wrapped
+    # in an object that kills it when dropped.
     ran = children.run(["git", *args], cwd=cwd)
     if ran.returncode != 0:
-        raise LlsError(f"git {' '.join(args)} failed: {ran.stderr.strip()}")
+        raise LlsError(failure(args, ran.stderr))
     return ran.stdout
 
 
