@@ -13,7 +13,17 @@ import yaml
 
 from tests.scaffolder.conftest import Lls
 
-from .conftest import MODEL_EDIT, NEW, PACKAGE, SERVICE, Origin, git, snapshot, upgrade
+from .conftest import (
+    MODEL_EDIT,
+    NEW,
+    PACKAGE,
+    SERVICE,
+    Origin,
+    git,
+    lls_env,
+    snapshot,
+    upgrade,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -78,3 +88,24 @@ def test_the_same_answers_at_the_same_release_change_nothing(
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout == f"{current} is already at template {NEW}; nothing to do.\n"
     assert snapshot(current) == before
+
+
+def test_answers_copier_wrote_as_plain_strings_are_read_back_unchanged(
+    offline_lls: Lls, tmp_path: Path
+) -> None:
+    # Copier writes the answers with PyYAML (YAML 1.1), where a quantity such as 1e9 is a
+    # plain string; a looser reader takes it for the number 1000000000.0, a changed answer.
+    quantities = {"memory_request": "1e9", "memory_limit": "1.5e9"}
+    data = [word for key, value in quantities.items() for word in ("--data", f"{key}={value}")]
+    made = offline_lls("new", "svc", "--defaults", *data, cwd=tmp_path, env=lls_env())
+    assert made.returncode == 0, made.output
+    service = tmp_path / "svc"
+    recorded = (service / ".copier-answers.yml").read_text()
+    assert "memory_request: 1e9\n" in recorded
+    assert "memory_limit: 1.5e9\n" in recorded
+    before = snapshot(service)
+    same = str(answers(service)["max_replicas"])
+    done = upgrade(offline_lls, service, "--defaults", "--data", f"max_replicas={same}")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == f"{service} is already at template {NEW}; nothing to do.\n"
+    assert snapshot(service) == before

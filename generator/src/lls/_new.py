@@ -19,9 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from . import _copier
+from . import _copier, _yaml
 from ._errors import InvalidAnswer, UserMessageError
 from ._git import (
     Identity,
@@ -81,8 +79,8 @@ def parse_data(pairs: list[str]) -> dict[str, str]:
 def read_data_file(path: Path) -> dict[str, Any]:
     """The answers of a YAML file such as a previous `.copier-answers.yml`."""
     try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        content = _yaml.load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, _yaml.YamlError) as error:
         raise UserMessageError(f"--data-file {path}: {error}") from None
     if content is None:
         return {}

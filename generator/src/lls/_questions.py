@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
 from jinja2.sandbox import SandboxedEnvironment
 
+from . import _yaml
 from ._checks import check_answer
 from ._errors import InvalidAnswer, LlsError
 
@@ -81,7 +81,10 @@ class Question:
 
 def load_questions(copier_yml: str) -> tuple[Question, ...]:
     """The questions of a template, in the order they are asked (configuration keys skipped)."""
-    document = yaml.safe_load(copier_yml)
+    try:
+        document = _yaml.load(copier_yml)
+    except _yaml.YamlError as error:
+        raise LlsError(f"the template's copier.yml cannot be read: {error}") from None
     if not isinstance(document, dict):
         raise LlsError("the template's copier.yml is not a mapping")
     questions = []
