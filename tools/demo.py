@@ -2,8 +2,8 @@
 
     python3 dev.py demo     # runs tools/build.py first, then this
 
-Everything goes into .demo/: a fresh venv with only the lls wheel from dist/, the generated
-service in .demo/demo-model. Exits non-zero if any step fails.
+Everything goes into $TMPDIR/lls-demo/: a fresh venv with only the lls wheel from dist/, the
+generated service in its demo-model/. Exits non-zero if any step fails.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import venv
@@ -22,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / ".demo"
+# Outside the repository: `lls new` refuses a destination inside a git repository that would
+# ignore the service's files (this one ignores .demo/).
+DEMO = Path(tempfile.gettempdir()) / "lls-demo"
 
 
 def run(*command: str | Path, cwd: Path = DEMO) -> None:
@@ -97,7 +100,7 @@ def main() -> None:
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
-    print(f"demo: done; the service is in {service.relative_to(ROOT)}")
+    print(f"demo: done; the service is in {service}")
 
 
 if __name__ == "__main__":
