@@ -63,6 +63,24 @@ def workers(server: Server) -> set[int]:
     return {pid for pid in booted if _alive(pid)}
 
 
+def ready(server: Server) -> set[int]:
+    """The live workers that follow the shared plan and take connections (`worker_ready`)."""
+    caught_up = [r["pid"] for r in server.log_lines() if r.get("event") == "worker_ready"]
+    return {pid for pid in caught_up if _alive(pid)}
+
+
+def settled(server: Server) -> dict[str, Any]:
+    """The plan once no worker lags behind it (a change reaches every worker by polling)."""
+    status: dict[str, Any] = {}
+
+    def every_worker_follows() -> bool:
+        status.update(httpx.get(server.url + "/models").json()["plan"])
+        return not status["behind"]
+
+    wait_for(every_worker_follows)
+    return status
+
+
 def _alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
@@ -118,8 +136,8 @@ def test_a_slow_load_keeps_every_other_worker_answering_and_answers_once_all_hav
     artifact = tmp_path / "artifacts" / "v3.json"
     env = {"SERVING_RUNTIME_WORKER": worker}
     with running(config, workers=2, env=env) as server:
-        wait_for(lambda: len(workers(server)) == 2)
-        pids = workers(server)
+        wait_for(lambda: len(ready(server)) == 2)
+        pids = ready(server)
         body = {"version": "v3", "artifact": "artifacts/v3.json", "class": "gated_model:Gated"}
         call, done = in_background(lambda: server.post("/admin/models/linear/load", body))
         wait_for(lambda: len(loading(artifact)) == 1)  # the worker that took the call
@@ -152,9 +170,12 @@ def test_a_replaced_worker_loads_the_run_time_versions_before_it_takes_a_request
         body = {"version": "v3", "artifact": "artifacts/v3.json", "class": "gated_model:Gated"}
         assert server.post("/admin/models/linear/load", body).status_code == 200
         assert server.post("/admin/models/linear/promote", {"version": "v3"}).status_code == 200
+        # Both workers (one may have been forked after the change) and the offload process
+        # (which a change does not wait for) have started on v3 while it loads freely.
+        wait_for(lambda: len(ready(server)) == 2)
+        wait_for(lambda: len(loading(artifact)) == 3)
         (tmp_path / "artifacts" / "v3.json.go-all").unlink()
-        wait_for(lambda: len(workers(server)) == 2)
-        before, loaded = workers(server), loading(artifact)
+        before, loaded = ready(server), loading(artifact)
         victim = min(before)
         os.kill(victim, signal.SIGKILL)
         # Its replacement catches up (loads v3) before it accepts: meanwhile the other answers.
@@ -162,7 +183,7 @@ def test_a_replaced_worker_loads_the_run_time_versions_before_it_takes_a_request
         (replacement,) = loading(artifact) - loaded
         assert set(answers(server, 20)) == {(200, "v3")}
         let_go(artifact, replacement)
-        wait_for(lambda: workers(server) == (before - {victim}) | {replacement})
+        wait_for(lambda: ready(server) == (before - {victim}) | {replacement})
         (tmp_path / "artifacts" / "v3.json.go-all").touch()
         os.kill(min(before - {victim}), signal.SIGKILL)  # the other one too: all are new
         assert set(answers(server, 20)) == {(200, "v3")}
@@ -180,11 +201,11 @@ def test_a_run_time_version_whose_artifact_is_gone_falls_back_in_every_worker(
         assert server.post("/admin/models/linear/promote", {"version": "v9"}).status_code == 200
         assert set(answers(server, 10)) == {(200, "v9")}
         copy.unlink()
-        wait_for(lambda: len(workers(server)) == 2)
-        before = workers(server)
+        wait_for(lambda: len(ready(server)) == 2)
+        before = ready(server)
         for pid in before:
             os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: len(workers(server) - before) == 2)
+        wait_for(lambda: len(ready(server) - before) == 2)
         # Never a 503: the pod falls back to the configured primary, every worker alike.
         assert set(answers(server, 20)) == {(200, "v1")}
         v9 = states(server)["v9"]
@@ -208,11 +229,6 @@ def test_a_run_time_version_whose_artifact_is_gone_falls_back_in_every_worker(
         assert set(answers(server, 10)) == {(200, "v9")}
 
 
-@pytest.mark.xfail(
-    reason="regression on the uvicorn worker (runtime 0.4.0): a worker forked later can serve "
-    "before it follows the shared plan; open in issue 14",
-    strict=False,
-)
 def test_a_version_whose_artifact_changed_is_not_served_by_a_replaced_worker(
     fresh_service: Path,
 ) -> None:
@@ -223,10 +239,12 @@ def test_a_version_whose_artifact_changed_is_not_served_by_a_replaced_worker(
         assert server.post("/admin/models/linear/load", body).status_code == 200
         assert server.post("/admin/models/linear/promote", {"version": "v9"}).status_code == 200
         shutil.copy(fresh_service.parent / "artifacts" / "v3.json", copy)  # other weights
-        wait_for(lambda: len(workers(server)) == 2)
-        before = workers(server)
+        wait_for(lambda: len(ready(server)) == 2)
+        before = ready(server)
         os.kill(min(before), signal.SIGKILL)
-        wait_for(lambda: len(workers(server) - before) == 1)
+        # The replacement refuses v9 before it takes a connection; the other worker follows.
+        wait_for(lambda: len(ready(server) - before) == 1)
+        assert settled(server)["generation"] > 1
         assert set(answers(server, 20)) == {(200, "v1")}
         assert "not the one loaded at run time" in states(server)["v9"]["problem"]
 
@@ -247,11 +265,6 @@ class Flaky(Linear):
 """
 
 
-@pytest.mark.xfail(
-    reason="regression on the uvicorn worker (runtime 0.4.0): a worker forked later can serve "
-    "before it follows the shared plan; open in issue 14",
-    strict=False,
-)
 def test_a_version_that_fails_in_another_worker_is_refused_for_the_pod(tmp_path: Path) -> None:
     config = {"models": {"linear": {**SERVICE["models"]["linear"]}}}
     config["models"]["linear"]["versions"] = {
@@ -263,6 +276,9 @@ def test_a_version_that_fails_in_another_worker_is_refused_for_the_pod(tmp_path:
     (tmp_path / "artifacts" / "v2.json.go-all").touch()
     (tmp_path / "flaky_model.py").write_text(FLAKY)
     with running(path, workers=2) as server:
+        # A worker forked after a change follows the plan (and marks v3 failed) on its own;
+        # here both are up, so the call itself finds that v3 fails in the other one.
+        wait_for(lambda: len(ready(server)) == 2)
         body = {"version": "v3", "artifact": "artifacts/v3.json", "class": "flaky_model:Flaky"}
         refused = server.post("/admin/models/linear/load", body)
         assert refused.status_code == 422, refused.text
@@ -305,11 +321,11 @@ def test_admin_load_reads_only_the_artifact_folder_and_classes_models_yaml_names
 
 def test_a_change_waits_for_no_dead_worker(fresh_service: Path) -> None:
     with running(fresh_service, workers=2) as server:
-        wait_for(lambda: len(workers(server)) == 2)
-        before = workers(server)
+        wait_for(lambda: len(ready(server)) == 2)
+        before = ready(server)
         for pid in before:
             os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: len(workers(server) - before) == 2)
+        wait_for(lambda: len(ready(server) - before) == 2)
         # The dead workers' statuses are still on disk: a change must not wait for them.
         promoted = server.post("/admin/models/linear/promote", {"version": "v2"})
         assert promoted.json() == {"model_id": "linear", "operation": "promote", "primary": "v2"}

@@ -233,7 +233,13 @@ class DataPlane:
     def sync_now(self) -> None:
         """Take in the newest plan now, loading what it needs: a worker does before it serves."""
         self.follower.ensure_running()
-        self.follower.catch_up()
+        plan = self.follower.catch_up()
+        self._log.event(
+            "info",
+            "worker_ready",
+            generation=plan.generation,
+            primaries={model_id: entry.primary for model_id, entry in plan.models.items()},
+        )
 
 
 def _selftest_summary(report: SelfTestReport | None) -> dict[str, Any] | None:
