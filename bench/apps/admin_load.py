@@ -38,6 +38,7 @@ models:
         artifact: model.joblib
         class: bench.apps.slow_load:SlowLoad
 """
+TOKEN = "bench-admin-load"
 
 
 def reload_forever(url: str, stop: threading.Event) -> None:
@@ -59,9 +60,8 @@ def reload_forever(url: str, stop: threading.Event) -> None:
 
 
 def _post(url: str, body: dict[str, str]) -> None:
-    request = urllib.request.Request(
-        url, json.dumps(body).encode(), {"content-type": "application/json"}
-    )
+    headers = {"content-type": "application/json", "authorization": f"Bearer {TOKEN}"}
+    request = urllib.request.Request(url, json.dumps(body).encode(), headers)
     with urllib.request.urlopen(request, timeout=600) as answer:
         answer.read()
 
@@ -77,6 +77,7 @@ def main(argv: list[str]) -> int:
     env = {**os.environ, "BENCH_SLOW_LOAD": slow}
     command = [str(Path(sys.executable).with_name("serving-runtime")), "serve"]
     command += ["--config", str(config), "--bind", f"127.0.0.1:{port}", "--workers", workers]
+    command += ["--admin-token", TOKEN]  # admin over TCP, as the loads here are
     server = subprocess.Popen([*command, *extra], env=env)
     signal.signal(signal.SIGTERM, lambda *_: server.terminate())
     stop = threading.Event()

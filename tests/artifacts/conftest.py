@@ -16,8 +16,9 @@ import subprocess
 import sys
 import tomllib
 import venv
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -196,6 +197,20 @@ class Served:
     runtime_url: str  # the runtime itself, 127.0.0.1 only
     runtime_log: Path
     envoy_log: Path
+    # runs a command in the runtime container, as `kubectl exec` would (its env, its folder)
+    kubectl_exec: Callable[[list[str]], subprocess.CompletedProcess[str]]
+
+
+def _exec(container: Any, command: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        container.resolve(command),
+        env=container.env,
+        cwd=container.workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -217,6 +232,7 @@ def served(
             runtime_url=f"http://127.0.0.1:{values['runtime']['port']}",
             runtime_log=pod.root / "runtime.log",
             envoy_log=pod.root / "envoy.log",
+            kubectl_exec=partial(_exec, pod["runtime"]),
         )
     finally:
         pod.delete()

@@ -137,9 +137,14 @@ def test_admin_calls_are_refused_through_envoy(served: Served, path: str) -> Non
     model = _canary(served)["model_id"]
     status, _, body = _request(served.envoy_url + path.format(model=model), {})
     assert status in {400, 403, 404}, body
-    # the same call from inside the pod reaches the runtime's admin (here: nothing to roll back)
-    inside, _, _ = _request(f"{served.runtime_url}/admin/models/{model}/rollback", {})
-    assert inside not in {403, 404}
+    # inside the pod, as the runbook says (kubectl exec ... -c runtime -- serving-runtime admin),
+    # the call reaches the runtime's admin (here: nothing to roll back)
+    inside = served.kubectl_exec(["serving-runtime", "admin", "rollback", model])
+    assert inside.returncode == 2
+    assert ": 409 " in inside.stderr, inside.stderr
+    # and over the runtime's own port, from inside the pod too, without a token: refused
+    direct, _, _ = _request(f"{served.runtime_url}/admin/models/{model}/rollback", {})
+    assert direct == 403
 
 
 def test_latency_buckets_include_the_objective(service: Path) -> None:

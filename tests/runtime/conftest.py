@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,20 +110,47 @@ class Server:
     url: str
     log: Path
     config: Path
+    admin_socket: Path
 
     def log_lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
 
     def post(self, path: str, body: Any, **kwargs: Any) -> httpx.Response:
-        return httpx.post(self.url + path, json=body, timeout=30, **kwargs)
+        """POST `body` as JSON; admin paths go through the admin socket, as the CLI's do."""
+        if not path.startswith("/admin/"):
+            return httpx.post(self.url + path, json=body, timeout=30, **kwargs)
+        transport = httpx.HTTPTransport(uds=str(self.admin_socket))
+        with httpx.Client(transport=transport, timeout=30) as client:
+            return client.post("http://localhost" + path, json=body, **kwargs)
 
 
 @contextmanager
-def running(config: Path, *args: str, workers: int = 2, **kwargs: Any) -> Iterator[Server]:
-    """A real server on a free port over `config`, stopped on exit."""
-    log = config.parent / f"server-{len(list(config.parent.glob('server-*.log')))}.log"
+def running(
+    config: Path,
+    *args: str,
+    workers: int = 2,
+    admin_socket: Path | bool | None = True,
+    **kwargs: Any,
+) -> Iterator[Server]:
+    """A real server on a free port over `config`, stopped on exit.
+
+    Its admin socket is `admin-N.sock` beside `config` (`admin_socket=None`: the default one).
+    """
+    number = len(list(config.parent.glob("server-*.log")))
+    log = config.parent / f"server-{number}.log"
+    if admin_socket is True:
+        admin_socket = config.parent / f"admin-{number}.sock"
+        args = (*args, "--admin-socket", str(admin_socket))
     with serve_in_background(config, workers=workers, args=args, log=log, **kwargs) as url:
-        yield Server(url, log, config)
+        if not isinstance(admin_socket, Path):
+            admin_socket = default_admin_socket(url, kwargs.get("env"))
+        yield Server(url, log, config, admin_socket)
+
+
+def default_admin_socket(url: str, env: dict[str, str] | None) -> Path:
+    """Where a server on `url` puts its admin socket by default, under `env`'s TMPDIR."""
+    temporary = Path((env or {}).get("TMPDIR") or tempfile.gettempdir())
+    return temporary / f"serving-runtime-{os.getuid()}" / f"admin-{url.rsplit(':', 1)[1]}.sock"
 
 
 @pytest.fixture(scope="session")

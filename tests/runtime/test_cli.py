@@ -129,13 +129,14 @@ def test_admin_and_models_commands_drive_a_running_server(fresh_service: Path) -
     with running(fresh_service, workers=2) as server:
         listed = runtime("models", "--url", server.url)
         assert "linear  primary=v1" in listed.stdout
-        promote = runtime("admin", "promote", "linear", "v2", "--url", server.url)
+        socket = ("--socket", str(server.admin_socket))
+        promote = runtime("admin", "promote", "linear", "v2", *socket)
         assert promote.returncode == 0, promote.stderr
         assert "primary is now v2" in promote.stdout
-        refused = runtime("admin", "promote", "linear", "bad", "--url", server.url)
+        refused = runtime("admin", "promote", "linear", "bad", *socket)
         assert refused.returncode == 2
         assert "409" in refused.stderr
-        rollback = runtime("admin", "rollback", "linear", "--url", server.url)
+        rollback = runtime("admin", "rollback", "linear", *socket)
         assert "primary is now v1" in rollback.stdout
 
 
@@ -174,11 +175,15 @@ def test_shared_server_lists_its_version_states(server: Server) -> None:
 
 
 def test_granian_serves_the_same_app_when_asked(fresh_service: Path) -> None:
-    with running(fresh_service, "--server", "granian", workers=2) as server:
+    granian = ("--server", "granian", "--admin-token", "t")  # no admin socket under granian
+    with running(fresh_service, *granian, workers=2, admin_socket=None) as server:
         answer = server.post("/infer", {"model_id": "linear", "features": [2, 2]})
         assert answer.headers["server"] == "granian"
         assert answer.json()["output"] == [6.0]
-        promoted = server.post("/admin/models/linear/promote", {"version": "v2"})
+        promote = server.url + "/admin/models/linear/promote"
+        assert httpx.post(promote, json={"version": "v2"}).status_code == 403
+        token = {"authorization": "Bearer t"}
+        promoted = httpx.post(promote, json={"version": "v2"}, headers=token, timeout=30)
         assert promoted.json()["primary"] == "v2"
         for _ in range(6):  # every worker follows the change
             answer = server.post("/infer", {"model_id": "linear", "features": [2, 2]})

@@ -118,7 +118,7 @@ def test_promote_rollback_load_unload_under_load_reach_every_worker(fresh_servic
             promoted_at = time.monotonic()  # from its answer on, every worker serves v3
             assert promoted.json()["primary"] == "v3"
             time.sleep(1)
-            rolled = httpx.post(server.url + "/admin/models/linear/rollback", timeout=30)
+            rolled = server.post("/admin/models/linear/rollback", None)
             rolled_at = time.monotonic()
             assert rolled.json()["primary"] == "v1"
             time.sleep(1)
@@ -159,34 +159,11 @@ def test_a_version_that_fails_its_selftests_is_refused_and_changes_nothing(
         assert promote_failed.status_code == 409
         unload_primary = server.post("/admin/models/linear/unload", {"version": "v1"})
         assert unload_primary.status_code == 409
-        nothing_to_roll_back = httpx.post(server.url + "/admin/models/linear/rollback")
+        nothing_to_roll_back = server.post("/admin/models/linear/rollback", None)
         assert nothing_to_roll_back.status_code == 409
         for _ in range(6):
             answer = server.post("/infer", {"model_id": "linear", "features": [1, 0]}).json()
             assert answer["version"] == "v1"
-
-
-def test_admin_from_behind_a_proxy_or_with_a_wrong_token_is_forbidden(
-    fresh_service: Path,
-) -> None:
-    with running(fresh_service, workers=1) as server:
-        proxied = server.post(
-            "/admin/models/linear/promote",
-            {"version": "v2"},
-            headers={"x-forwarded-for": "1.2.3.4"},
-        )
-        assert proxied.status_code == 403
-    with running(fresh_service, "--admin-token", "s3cret", workers=1) as server:
-        wrong = server.post(
-            "/admin/models/linear/promote", {"version": "v2"}, headers={"authorization": "Bearer x"}
-        )
-        assert wrong.status_code == 403
-        right = server.post(
-            "/admin/models/linear/promote",
-            {"version": "v2"},
-            headers={"authorization": "Bearer s3cret"},
-        )
-        assert right.json()["primary"] == "v2"
 
 
 def test_a_crashed_worker_is_replaced_and_knows_the_changes(fresh_service: Path) -> None:

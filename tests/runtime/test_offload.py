@@ -213,7 +213,8 @@ def test_a_shadow_loaded_at_run_time_is_compared_then_promoted(tmp_path: Path) -
     with running(config, workers=2) as server:
         first_offload_pid(server)  # listening: no job is dropped for want of it
         command = [sys.executable, "-m", "serving_runtime", "admin", "load", "linear", "v3"]
-        command += ["--artifact", "artifacts/v3.json", "--shadow", "--url", server.url]
+        command += ["--artifact", "artifacts/v3.json", "--shadow"]
+        command += ["--socket", str(server.admin_socket)]
         loaded = subprocess.run(command, capture_output=True, text=True, check=False)
         assert loaded.returncode == 0, loaded.stderr
         for _ in range(4):

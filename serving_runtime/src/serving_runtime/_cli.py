@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from ._admin_socket import DEFAULT_BIND, UnixConnection, default_socket
 from ._config import ServiceConfig, find_config, load_config
 from ._errors import ModelLoadError, ServingRuntimeError
 from ._model import import_class
@@ -132,10 +133,18 @@ def _parser() -> argparse.ArgumentParser:
         "[$SERVING_RUNTIME_ARTIFACT_DIR, artifacts/ beside models.yaml]",
     )
     serve.add_argument(
+        "--admin-socket",
+        type=Path,
+        default=_env("ADMIN_SOCKET", "") or None,
+        help="the Unix socket that takes admin calls (serving-runtime admin) without a token; "
+        "only this user can open it [$SERVING_RUNTIME_ADMIN_SOCKET, "
+        "$TMPDIR/serving-runtime-UID/admin-PORT.sock, PORT the first --bind's]",
+    )
+    serve.add_argument(
         "--admin-token",
         default=_env("ADMIN_TOKEN", "") or None,
-        help="token for /admin calls from other hosts; without it only this host may "
-        "call them [$SERVING_RUNTIME_ADMIN_TOKEN]",
+        help="a bearer token that authorises admin calls over TCP too; without it they are "
+        "refused there [$SERVING_RUNTIME_ADMIN_TOKEN]",
     )
 
     selftest = commands.add_parser(
@@ -186,6 +195,11 @@ def _parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list a running server's models and versions")
     _url_flag(models)
 
+    _admin_parser(commands)
+    return parser
+
+
+def _admin_parser(commands: Any) -> None:
     admin = commands.add_parser("admin", help="change a running server's models")
     ops = admin.add_subparsers(dest="operation", required=True, metavar="OPERATION")
     for op, text in (
@@ -204,13 +218,22 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--shadow", action="store_true", help="run it as a shadow of the primary"
             )
-        _url_flag(sub)
+        sub.add_argument(
+            "--socket",
+            type=Path,
+            default=_env("ADMIN_SOCKET", "") or None,
+            help="the server's admin socket [$SERVING_RUNTIME_ADMIN_SOCKET, the default one "
+            "of the server on $SERVING_RUNTIME_BIND's port, else 8080]",
+        )
+        sub.add_argument(
+            "--url",
+            help="call the server over TCP instead (http://HOST:PORT): needs its --token",
+        )
         sub.add_argument(
             "--token",
             default=_env("ADMIN_TOKEN", "") or None,
-            help="[$SERVING_RUNTIME_ADMIN_TOKEN]",
+            help="the server's --admin-token, for --url [$SERVING_RUNTIME_ADMIN_TOKEN]",
         )
-    return parser
 
 
 def _config_flag(parser: argparse.ArgumentParser) -> None:
@@ -269,7 +292,14 @@ def _serve(args: argparse.Namespace) -> int:
             message="--worker (SERVING_RUNTIME_WORKER) is no longer used: every worker runs "
             "one event loop, with predicts on --threads threads",
         )
-    binds = args.bind or _env("BIND", "127.0.0.1:8080").split(",")
+    binds = args.bind or _env("BIND", DEFAULT_BIND).split(",")
+    admin_socket = None
+    if args.server == "gunicorn":
+        admin_socket = (args.admin_socket or default_socket(binds[0])).absolute()
+    elif args.admin_socket is not None:
+        raise ServingRuntimeError(
+            "--server granian binds no admin socket: admin calls need --admin-token there"
+        )
     server = ServerSettings(
         bind=tuple(binds),
         workers=args.workers,
@@ -285,6 +315,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         log_features=args.log_features,
         admin_token=args.admin_token,
+        admin_socket=None if admin_socket is None else str(admin_socket),
         body_timeout=float(args.body_timeout),
         request_timeout=args.request_timeout,
         latency_objective_ms=objective,
@@ -440,12 +471,20 @@ def _admin(args: argparse.Namespace) -> int:
         if args.class_path:
             body["class"] = args.class_path
     path = f"/admin/models/{args.model_id}/{args.operation}"
-    result = _call(args.url, "POST", path, body, args.token)
+    if args.url:
+        result = _call(args.url, "POST", path, body, args.token)
+    else:
+        admin_socket = args.socket or default_socket(_env("BIND", DEFAULT_BIND).split(",")[0])
+        result = _call_socket(admin_socket, "POST", path, body)
     print(f"{result['model_id']}: {args.operation} done; primary is now {result['primary']}")
     if result.get("pending"):
         pids = ", ".join(str(pid) for pid in result["pending"])
         print(f"still loading in worker(s) {pids}: each switches once it has loaded")
     return 0
+
+
+# A load waits for every worker to load and self-test the version.
+_ADMIN_WAIT = 900
 
 
 def _call(
@@ -457,18 +496,38 @@ def _call(
     data = None if body is None else orjson.dumps(body)
     request = urllib.request.Request(url.rstrip("/") + path, data, headers, method=method)
     try:
-        # A load waits for every worker to load and self-test the version.
-        with urllib.request.urlopen(request, timeout=900) as response:
+        with urllib.request.urlopen(request, timeout=_ADMIN_WAIT) as response:
             answer: dict[str, Any] = orjson.loads(response.read())
             return answer
     except urllib.error.HTTPError as exc:
-        try:
-            message = orjson.loads(exc.read())["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = exc.reason
+        message = _message(exc.read(), exc.reason)
         raise ServingRuntimeError(f"{url}{path}: {exc.code} {message}") from None
     except OSError as exc:
         raise ServingRuntimeError(f"{url}: cannot reach the server ({exc})") from None
+
+
+def _call_socket(admin_socket: Path, method: str, path: str, body: Any) -> dict[str, Any]:
+    connection = UnixConnection(admin_socket, _ADMIN_WAIT)
+    try:
+        connection.request(method, path, orjson.dumps(body), {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        data = response.read()
+    except OSError as exc:
+        raise ServingRuntimeError(f"{admin_socket}: the server did not answer ({exc})") from None
+    finally:
+        connection.close()
+    if response.status != 200:
+        message = _message(data, response.reason)
+        raise ServingRuntimeError(f"{admin_socket} {path}: {response.status} {message}")
+    answer: dict[str, Any] = orjson.loads(data)
+    return answer
+
+
+def _message(data: bytes, reason: str) -> str:
+    try:
+        return str(orjson.loads(data)["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return reason
 
 
 _COMMANDS = {

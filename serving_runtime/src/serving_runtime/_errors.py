@@ -13,7 +13,7 @@
           ├── UnsupportedMediaType  415 body is not application/json, or its encoding unknown
           ├── Unprocessable         422 an admin load whose version fails to load or self-test
           ├── PredictFailed         500 the model's predict() raised
-          ├── Forbidden             403 admin call without the token, from another host
+          ├── Forbidden             403 admin call neither on the admin socket nor with the token
           ├── NotReady              503 no serving version (yet)
           ├── DeadlineExceeded      504 the request's deadline passed before its answer
           └── ClientGone            499 the client left before its turn (nothing is sent)
@@ -55,7 +55,7 @@ class BadRequest(RequestError):
 
 
 class Forbidden(RequestError):
-    """An admin call without the right token, or from another host."""
+    """An admin call neither through the admin socket nor with the right token."""
 
     status = 403
     code = "forbidden"

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
+from ._admin_socket import claim, release
 from ._errors import ServingRuntimeError
 from ._settings import HttpSettings, ServerSettings
 
@@ -166,6 +167,9 @@ def _child_exit(server: Any, worker: Any) -> None:
 
 def serve(config_path: Path, server: ServerSettings, http: HttpSettings) -> None:
     """Load the models, then serve them until SIGTERM (in-flight requests finish first)."""
+    admin_socket = Path(http.admin_socket) if http.admin_socket else None
+    if admin_socket is not None:
+        claim(admin_socket)  # before the models load: a server already on it stops this one
     state_dir = Path(tempfile.mkdtemp(prefix="lls-serving-"))
     owner = os.getpid()
     try:
@@ -175,6 +179,8 @@ def serve(config_path: Path, server: ServerSettings, http: HttpSettings) -> None
         # that made the folder (the server, once its workers are gone) removes it.
         if os.getpid() == owner:
             shutil.rmtree(state_dir, ignore_errors=True)
+            if admin_socket is not None:
+                release(admin_socket)
 
 
 def _serve(config_path: Path, server: ServerSettings, http: HttpSettings, state_dir: Path) -> None:
@@ -198,8 +204,12 @@ def _serve(config_path: Path, server: ServerSettings, http: HttpSettings, state_
     if server.server == "granian":  # granian's own master runs the loop: no restarts there
         _serve_granian(app if app is not None else load(), server)
         return
+    binds = list(server.bind)
+    if http.admin_socket:
+        binds.append(f"unix:{http.admin_socket}")
     options = {
-        "bind": list(server.bind),
+        "bind": binds,
+        "umask": 0o177,  # the admin socket (and the workers' files) are this user's alone
         "workers": server.workers,
         "worker_class": RuntimeWorker,
         "timeout": server.timeout,

@@ -13,7 +13,8 @@ class HttpSettings:
 
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     log_features: bool = False
-    admin_token: str | None = None
+    admin_token: str | None = None  # authorises admin calls over TCP
+    admin_socket: str | None = None  # a Unix socket whose calls are authorised without it
     body_timeout: float = 10.0  # seconds a client gets to send its headers, then its body
     # Seconds from a request's arrival to its answer; `x-envoy-expected-rq-timeout-ms` may
     # shorten it per request. 0: no deadline of the runtime's own.

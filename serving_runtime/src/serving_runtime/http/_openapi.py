@@ -102,7 +102,7 @@ _SCHEMAS: dict[str, tuple[dict[str, Any] | None, dict[int, tuple[str, dict[str, 
         {
             200: ("done; the new primary", _OBJECT),
             400: ("missing or malformed fields", _ERROR),
-            403: ("not from this host, or a wrong token", _ERROR),
+            403: ("over TCP without the admin token (the admin socket needs none)", _ERROR),
             404: ("unknown model or version", _ERROR),
             409: ("the change cannot apply to the current state", _ERROR),
             422: ("the version failed to load or its self-tests", _ERROR),

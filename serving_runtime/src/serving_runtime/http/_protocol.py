@@ -13,19 +13,24 @@ does not do, measured against this runtime's tests (docs/design.md has the figur
   the answers to the requests before the bad one;
 - stop gracefully without a race on idle keep-alive connections: one closed at once may be
   carrying the client's next request; here it gets a moment, and that request is answered with
-  `Connection: close`.
+  `Connection: close`;
+- tell the app which requests came through the admin socket, from a process of this user's
+  (the scope extension `ADMIN`): the only authority for admin calls but a token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from typing import Any, ClassVar, NamedTuple
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from ._types import WHOLE_BODY, error_body, request_id_from
+from serving_runtime._admin_socket import peer_may_administer
+
+from ._types import ADMIN, WHOLE_BODY, error_body, request_id_from
 
 _STOP_LINGER = 2.0  # idle connections stay open this long once stopping
 
@@ -56,6 +61,7 @@ class LimitedProtocol(HttpToolsProtocol):
     """One client connection; `limits` is set on a subclass per server (see `protocol_for`)."""
 
     limits: ClassVar[Limits] = Limits(10.0, 4094, 100, 8190)
+    admin_socket: ClassVar[str | None] = None  # the listener whose connections may call admin
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -67,11 +73,16 @@ class LimitedProtocol(HttpToolsProtocol):
         self._stopping = False
         self._refused = False
         self._refusal: bytes | None = None  # the error to send once earlier answers are out
+        self._admin = False
 
     # the connection
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        admin_socket = self.admin_socket
+        if admin_socket is not None and sock is not None and sock.family == socket.AF_UNIX:
+            self._admin = sock.getsockname() == admin_socket and peer_may_administer(sock)
         self._header_timer = self.loop.call_later(self.limits.header_timeout, self._headers_late)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -141,7 +152,8 @@ class LimitedProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         cycle = self.cycle
         # The app reads a body that is already whole without arming a timer for it.
-        self.scope["extensions"] = {WHOLE_BODY: lambda: not cycle.more_body}  # type: ignore[dict-item]
+        extensions: dict[str, Any] = {WHOLE_BODY: lambda: not cycle.more_body, ADMIN: self._admin}
+        self.scope["extensions"] = extensions
         if self._stopping:
             cycle.keep_alive = False
         elif self.parser.get_http_version() == "1.0" and self.parser.should_keep_alive():
@@ -209,6 +221,7 @@ class LimitedProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def protocol_for(limits: Limits) -> type[LimitedProtocol]:
-    """The protocol class of a server with these limits."""
-    return type("LimitedProtocol", (LimitedProtocol,), {"limits": limits})
+def protocol_for(limits: Limits, admin_socket: str | None = None) -> type[LimitedProtocol]:
+    """The protocol class of a server with these limits, and this admin socket."""
+    attributes = {"limits": limits, "admin_socket": admin_socket}
+    return type("LimitedProtocol", (LimitedProtocol,), attributes)

@@ -41,23 +41,24 @@ class RuntimeWorker(UvicornWorker):  # type: ignore[misc]
         "http": "httptools",
         "ws": "none",
         "lifespan": "on",
-        "proxy_headers": False,  # the peer's address is the peer's: admin checks rely on it
+        "proxy_headers": False,  # the peer's address is the peer's, in logs
         "server_header": False,
     }
 
     async def _serve(self) -> None:
         app = self.wsgi  # Gunicorn's name for the loaded app, here an ASGI one
         settings = getattr(app, "settings", None)
-        header_timeout = settings.body_timeout if isinstance(settings, HttpSettings) else 10.0
+        if not isinstance(settings, HttpSettings):
+            settings = HttpSettings()
         cfg = self.cfg
         limits = Limits(
-            header_timeout,
+            settings.body_timeout,
             cfg.limit_request_line or _UNLIMITED,
             cfg.limit_request_fields or _UNLIMITED,
             cfg.limit_request_field_size or _UNLIMITED,
         )
         self.config.app = app
-        self.config.http = protocol_for(limits)
+        self.config.http = protocol_for(limits, settings.admin_socket)
         self._stuck_logged = 0.0
         server = _Server(self.config, self.sockets)
         self._install_sigquit_handler()
