@@ -110,7 +110,7 @@ class Server:
     url: str
     log: Path
     config: Path
-    admin_socket: Path
+    admin_socket: Path | None = None
 
     def log_lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
@@ -119,6 +119,7 @@ class Server:
         """POST `body` as JSON; admin paths go through the admin socket, as the CLI's do."""
         if not path.startswith("/admin/"):
             return httpx.post(self.url + path, json=body, timeout=30, **kwargs)
+        assert self.admin_socket is not None, "a server started by running() has one"
         transport = httpx.HTTPTransport(uds=str(self.admin_socket))
         with httpx.Client(transport=transport, timeout=30) as client:
             return client.post("http://localhost" + path, json=body, **kwargs)

@@ -19,7 +19,7 @@ from serving_runtime._errors import (
 )
 from serving_runtime._settings import HttpSettings
 
-from ._types import WHOLE_BODY, Message, Request
+from ._types import BODY_ERROR, WHOLE_BODY, Message, Request
 
 _INFLATE = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
@@ -64,11 +64,14 @@ async def _read_rest(request: Request, settings: HttpSettings, first: Message | 
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     body = bytearray()
     receive = request.receive
+    broken = request.scope.get("extensions", {}).get(BODY_ERROR)
     try:
         async with asyncio.timeout(request.arrived + settings.body_timeout - time.monotonic()):
             while True:
                 message = first if first is not None else await receive()
                 first = None
+                if broken is not None and (why := broken()) is not None:
+                    raise BadRequest(why)
                 if message["type"] != "http.request":
                     raise ClientGone("the client left before it sent its whole body")
                 body += message.get("body", b"")

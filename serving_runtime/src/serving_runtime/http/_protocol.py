@@ -10,7 +10,8 @@ does not do, measured against this runtime's tests (docs/design.md has the figur
 - bound the request line and the headers (httptools buffers any size): 414 and 431, with
   Gunicorn's `limit_request_*` settings;
 - answer protocol errors in the runtime's JSON error shape (uvicorn's are plain text), after
-  the answers to the requests before the bad one;
+  the answers to the requests before the bad one; a body that breaks (a malformed chunk) is
+  the app's 400 at once, not a 408 at the body's deadline;
 - stop gracefully without a race on idle keep-alive connections: one closed at once may be
   carrying the client's next request; here it gets a moment, and that request is answered with
   `Connection: close`;
@@ -30,7 +31,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from serving_runtime._admin_socket import peer_may_administer
 
-from ._types import ADMIN, WHOLE_BODY, error_body, request_id_from
+from ._types import ADMIN, BODY_ERROR, WHOLE_BODY, error_body, request_id_from
 
 _STOP_LINGER = 2.0  # idle connections stay open this long once stopping
 
@@ -74,6 +75,7 @@ class LimitedProtocol(HttpToolsProtocol):
         self._refused = False
         self._refusal: bytes | None = None  # the error to send once earlier answers are out
         self._admin = False
+        self._body_error: str | None = None  # why the body of the request under way broke
 
     # the connection
 
@@ -152,7 +154,11 @@ class LimitedProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         cycle = self.cycle
         # The app reads a body that is already whole without arming a timer for it.
-        extensions: dict[str, Any] = {WHOLE_BODY: lambda: not cycle.more_body, ADMIN: self._admin}
+        extensions: dict[str, Any] = {
+            WHOLE_BODY: lambda: not cycle.more_body,
+            BODY_ERROR: lambda: self._body_error,
+            ADMIN: self._admin,
+        }
         self.scope["extensions"] = extensions
         if self._stopping:
             cycle.keep_alive = False
@@ -199,6 +205,16 @@ class LimitedProtocol(HttpToolsProtocol):
     def _refuse(self, refused: _Refused) -> None:
         """Answer the requests before the bad one, then its error; then close."""
         self._refused = True
+        cycle = self.cycle
+        if self._in_message and cycle is not None and cycle.more_body:
+            # Its body broke (a malformed chunk): the app, reading it, answers the error (with
+            # the request's id, logged as any), rather than a 408 once its deadline passed.
+            self._body_error = refused.message
+            cycle.keep_alive = False
+            cycle.message_event.set()
+            with contextlib.suppress(RuntimeError):
+                self.transport.pause_reading()
+            return
         if refused.status != 408:
             self.logger.warning("Invalid request: %s", refused.message)
         body = error_body(refused.status, refused.code, refused.message, request_id_from(None))

@@ -37,6 +37,9 @@ JSON: tuple[bytes, bytes] = (b"content-type", b"application/json")
 # A scope extension of the runtime's own server: a callable telling whether the request's body
 # has all arrived, so the app reads it without arming a timer for it.
 WHOLE_BODY = "lls.whole_body"
+# Another: a callable giving why the request's body broke in the parser (a malformed chunk),
+# else None; the app answers that as a 400.
+BODY_ERROR = "lls.body_error"
 # Another: true when the request came through the admin socket from a process of the server's
 # own user (or root); see `serving_runtime._admin_socket`.
 ADMIN = "lls.admin"
