@@ -8,6 +8,7 @@ primary's inputs, compares the outputs, and writes records to the sink in batche
 
 The process that forked it keeps it alive (`OffloadSupervisor`): a dead one is forked again,
 from the same loaded models, after a backoff; the workers' threads reconnect by themselves.
+Under `serve --no-preload` the server loads no model: each process loads its own once forked.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from ._registry import ModelEntry
 from ._sync import Follower
 
 if TYPE_CHECKING:
-    from ._dataplane import DataPlane
+    from .http import App
 
 _BATCH = 256
 _FLUSH_SECONDS = 0.5
@@ -48,11 +49,8 @@ class OffloadSupervisor:
     `in_child` runs first in each new process, to let go of what the server holds there.
     """
 
-    def __init__(
-        self, dataplane: DataPlane, offload: Offload, metrics: Metrics, log: JsonLog
-    ) -> None:
-        self._dataplane = dataplane
-        self._offload = offload
+    def __init__(self, source: Callable[[], App], metrics: Metrics, log: JsonLog) -> None:
+        self._source = source  # the app whose models it uses: loaded already, or once forked
         self._metrics = metrics
         self._log = log
         self.in_child: Callable[[], None] = lambda: None
@@ -65,9 +63,7 @@ class OffloadSupervisor:
 
     def start(self) -> None:
         """Fork the process."""
-        self.pid = start_process(
-            self._dataplane, self._offload, self._metrics, self._log, self.in_child
-        )
+        self.pid = start_process(self._source, self._log, self.in_child)
         self._started = time.monotonic()
 
     def reap(self) -> None:
@@ -133,13 +129,9 @@ def _ending(status: int | None) -> dict[str, Any]:
 
 
 def start_process(
-    dataplane: DataPlane,
-    offload: Offload,
-    metrics: Metrics,
-    log: JsonLog,
-    in_child: Callable[[], None] = lambda: None,
+    source: Callable[[], App], log: JsonLog, in_child: Callable[[], None] = lambda: None
 ) -> int:
-    """Fork the background process; returns its pid."""
+    """Fork the background process, which runs with `source()`'s models; returns its pid."""
     parent = os.getpid()
     pid = os.fork()
     if pid:
@@ -147,7 +139,10 @@ def start_process(
     code = 0
     try:
         in_child()
-        _Process(dataplane.follower, offload, metrics, log, parent).run()
+        app = source()
+        offload = app.dataplane.offload
+        assert isinstance(offload, Offload)  # a supervisor is made only for an app with one
+        _Process(app.dataplane.follower, offload, app.metrics, app.log, parent).run()
     except BaseException:
         code = 1
         import traceback

@@ -115,8 +115,9 @@ def _parser() -> argparse.ArgumentParser:
         "--no-preload",
         action="store_true",
         default=_flag(_env("NO_PRELOAD", "")),
-        help="load the models in each worker instead of once before fork "
-        "(for libraries that are not fork-safe) [$SERVING_RUNTIME_NO_PRELOAD]",
+        help="load no model in the server itself: each worker and the background process "
+        "load their own once forked (for libraries that are not fork-safe; not under "
+        "--server granian) [$SERVING_RUNTIME_NO_PRELOAD]",
     )
     serve.add_argument(
         "--overrides",

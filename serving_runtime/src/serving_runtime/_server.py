@@ -127,14 +127,23 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return self._load()
 
 
-def _start_offload(app: Any) -> OffloadSupervisor | None:
-    """The background process for shadows and records, forked while nothing else runs."""
+def _start_offload(app: Any, load: Any) -> OffloadSupervisor | None:
+    """The background process for shadows and records, forked while nothing else runs.
+
+    Without `app` (--no-preload), the server loads no model: the process loads its own.
+    """
     from ._background import OffloadSupervisor
 
-    dataplane = app.dataplane
-    if dataplane.offload is None:
+    if app is None:
+        from ._logs import JsonLog
+        from ._metrics import Metrics
+
+        # Only to count and log its restarts here; it has the models' metrics of its own.
+        supervisor = OffloadSupervisor(load, Metrics(dict), JsonLog())
+    elif app.dataplane.offload is None:
         return None
-    supervisor = OffloadSupervisor(dataplane, dataplane.offload, app.metrics, app.log)
+    else:
+        supervisor = OffloadSupervisor(lambda: app, app.metrics, app.log)
     supervisor.start()
     return supervisor
 
@@ -197,7 +206,7 @@ def _serve(config_path: Path, server: ServerSettings, http: HttpSettings, state_
         return create_app(config_path, http, state_dir, threads=server.threads)
 
     app = load() if server.preload else None
-    offload = _start_offload(app if app is not None else load())
+    offload = _start_offload(app, load)
     # What is loaded stays out of the collector's reach: the workers forked next share its
     # pages, which a collection would otherwise write to (and so copy) in each of them.
     gc.freeze()
