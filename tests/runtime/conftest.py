@@ -151,7 +151,7 @@ def running(
 def default_admin_socket(url: str, env: dict[str, str] | None) -> Path:
     """Where a server on `url` puts its admin socket by default, under `env`'s TMPDIR."""
     temporary = Path((env or {}).get("TMPDIR") or tempfile.gettempdir())
-    return temporary / f"serving-runtime-{os.getuid()}" / f"admin-{url.rsplit(':', 1)[1]}.sock"
+    return temporary / f"serving-runtime-{os.getuid()}-{url.rsplit(':', 1)[1]}" / "admin.sock"
 
 
 @pytest.fixture(scope="session")

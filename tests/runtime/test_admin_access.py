@@ -124,7 +124,7 @@ def test_serving_runtime_admin_finds_the_socket_of_the_server_on_its_port(
     with running(fresh_service, workers=1, admin_socket=None, env=served) as server:
         port = server.url.rsplit(":", 1)[1]
         env = {**served, "SERVING_RUNTIME_BIND": f"127.0.0.1:{port}"}
-        folder = temporary / f"serving-runtime-{os.getuid()}"
+        folder = temporary / f"serving-runtime-{os.getuid()}-{port}"
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700
         promoted = admin_command("promote", "linear", "v2", cwd=fresh_service.parent, env=env)
         assert promoted.returncode == 0, promoted.stderr
@@ -142,5 +142,5 @@ def test_serving_runtime_admin_finds_the_socket_of_the_server_on_its_port(
         other = {**env, "SERVING_RUNTIME_BIND": "127.0.0.1:1"}
         missing = admin_command("rollback", "linear", cwd=fresh_service.parent, env=other)
         assert missing.returncode == 2
-        assert str(folder / "admin-1.sock") in missing.stderr
+        assert f"serving-runtime-{os.getuid()}-1/admin.sock" in missing.stderr
     assert list(temporary.iterdir()) == []  # nothing left behind after a clean stop

@@ -6,7 +6,7 @@ They come through a Unix socket that is never exposed: the file is its owner's o
 folder of the owner's own when it is the default one), and the kernel's word on the peer's
 user is checked too. Over TCP, only a bearer token (`--admin-token`) authorises them.
 
-By default `serve` and `serving-runtime admin` both name it after the port of the server's
+By default `serve` and `serving-runtime admin` both place it after the port of the server's
 first `--bind` ($SERVING_RUNTIME_BIND), so inside a pod, where both read the chart's
 environment, `kubectl exec ... -- serving-runtime admin ...` finds it without a flag.
 """
@@ -27,18 +27,28 @@ from pathlib import Path
 from ._errors import ServingRuntimeError
 
 DEFAULT_BIND = "127.0.0.1:8080"
+_NAME = "admin.sock"
 
 
 def default_socket(bind: str) -> Path:
-    """The admin socket of a server whose first bind is `bind` (`HOST:PORT`)."""
+    """The admin socket of a server whose first bind is `bind` (`HOST:PORT`).
+
+    In a folder of its own, which the server makes and removes: servers that start and stop
+    side by side never remove a folder another one is about to bind in.
+    """
     port = bind.rpartition(":")[2]
     if not port.isdigit():  # a unix: bind; a name that cannot meet a port's
         port = hashlib.sha256(bind.encode()).hexdigest()[:12]
-    return _default_folder() / f"admin-{port}.sock"
+    return Path(tempfile.gettempdir()) / f"serving-runtime-{os.getuid()}-{port}" / _NAME
 
 
-def _default_folder() -> Path:
-    return Path(tempfile.gettempdir()) / f"serving-runtime-{os.getuid()}"
+def _is_default(path: Path) -> bool:
+    folder = path.parent
+    return (
+        path.name == _NAME
+        and folder.parent == Path(tempfile.gettempdir())
+        and folder.name.startswith(f"serving-runtime-{os.getuid()}-")
+    )
 
 
 def claim(path: Path) -> None:
@@ -48,7 +58,7 @@ def claim(path: Path) -> None:
     open to others: a socket there is reachable by its folder's users only. A socket file left
     by a server that was killed is removed; one a running server answers on is refused.
     """
-    if path.parent == _default_folder():
+    if _is_default(path):
         _own_folder(path.parent)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,10 +93,10 @@ def _own_folder(folder: Path) -> None:
 
 
 def release(path: Path) -> None:
-    """After the server stopped: its default folder goes too, once no other server uses it."""
+    """After the server stopped: the socket goes, and its default folder."""
     path.unlink(missing_ok=True)
-    if path.parent == _default_folder():
-        with contextlib.suppress(OSError):  # not empty: another server's socket is there
+    if _is_default(path):
+        with contextlib.suppress(OSError):
             path.parent.rmdir()
 
 

@@ -139,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
         default=_env("ADMIN_SOCKET", "") or None,
         help="the Unix socket that takes admin calls (serving-runtime admin) without a token; "
         "only this user can open it [$SERVING_RUNTIME_ADMIN_SOCKET, "
-        "$TMPDIR/serving-runtime-UID/admin-PORT.sock, PORT the first --bind's]",
+        "$TMPDIR/serving-runtime-UID-PORT/admin.sock, PORT the first --bind's]",
     )
     serve.add_argument(
         "--admin-token",
