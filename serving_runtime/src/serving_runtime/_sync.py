@@ -273,8 +273,16 @@ class Follower:
         before = self.store.read()
         if before.overrides.digest == read.digest and before.overrides.path == path:
             return
-        after = self.store.change(lambda plan: apply_overrides(plan, read, path, self._why_not))
-        if after.generation == before.generation or after.overrides.digest != read.digest:
+        applied = False  # by this process: another may have applied it since `before`, and logs
+
+        def edit(plan: PodPlan) -> PodPlan:
+            nonlocal applied
+            edited = apply_overrides(plan, read, path, self._why_not)
+            applied = edited is not plan
+            return edited
+
+        after = self.store.change(edit)
+        if not applied or after.overrides.digest != read.digest:
             return
         if read.digest is None:
             self._log.event("warning", "overrides_missing", path=path)
