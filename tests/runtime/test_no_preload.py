@@ -65,6 +65,8 @@ def test_no_preload_loads_every_model_after_fork_and_none_in_the_master(tmp_path
     (config.parent / "pid_model.py").write_text(textwrap.dedent(PID_MODEL))
     loads = config.parent / "loads.jsonl"
     with running(config, "--no-preload", workers=2) as server:
+        # listening once it has loaded its models: a job sent before would be dropped
+        wait_for(lambda: len(pids_of(server, "offload_started")) == 1)
         answer = httpx.post(
             server.url + "/infer", json={"model_id": "linear", "features": [1, 2]}, timeout=30
         )
