@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -38,6 +39,7 @@ def render(package: Shipped, release: Release, answers: Mapping[str, Any], into:
                 unsafe=True,  # our own template, from this installation: it loads ChecksExtension
             )
     except Exception as error:
+        _reraise_interrupt(error)
         raise LlsError(f"rendering template {release.tag} failed: {error}") from error
     place_runtime_wheel(package, release.runtime_version, into)
     return into
@@ -65,8 +67,16 @@ def update(package: Shipped, release: Release, answers: Mapping[str, Any], servi
                 unsafe=True,  # our own template from this installation: migrations, extension
             )
     except Exception as error:
+        _reraise_interrupt(error)
         raise LlsError(f"updating to template {release.tag} failed: {error}") from error
     place_runtime_wheel(package, release.runtime_version, service)
+
+
+def _reraise_interrupt(error: Exception) -> None:
+    """Ctrl-C reaches the git that Copier runs as well as lls: when git is the first to end
+    of it (exit status 130), Copier's error for it is the interrupt, not a failure."""
+    if getattr(error, "retcode", None) in {130, -signal.SIGINT}:
+        raise KeyboardInterrupt from error
 
 
 @contextmanager
