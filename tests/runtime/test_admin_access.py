@@ -12,7 +12,12 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+import pytest
+
+from serving_runtime._admin_socket import default_socket
 
 from .conftest import running
 
@@ -144,3 +149,15 @@ def test_serving_runtime_admin_finds_the_socket_of_the_server_on_its_port(
         assert missing.returncode == 2
         assert f"serving-runtime-{os.getuid()}-1/admin.sock" in missing.stderr
     assert list(temporary.iterdir()) == []  # nothing left behind after a clean stop
+
+
+def test_a_temporary_folder_too_deep_for_a_socket_path_falls_back_to_tmp(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    assert default_socket("127.0.0.1:8081") == Path(
+        f"/tmp/serving-runtime-{os.getuid()}-8081/admin.sock"
+    )
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert default_socket("127.0.0.1:8081").parent.parent == tmp_path

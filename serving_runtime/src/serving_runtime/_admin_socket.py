@@ -28,6 +28,7 @@ from ._errors import ServingRuntimeError
 
 DEFAULT_BIND = "127.0.0.1:8080"
 _NAME = "admin.sock"
+_LONGEST = 107  # bytes of a socket's path: sun_path's size, less its terminating zero
 
 
 def default_socket(bind: str) -> Path:
@@ -39,14 +40,23 @@ def default_socket(bind: str) -> Path:
     port = bind.rpartition(":")[2]
     if not port.isdigit():  # a unix: bind; a name that cannot meet a port's
         port = hashlib.sha256(bind.encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / f"serving-runtime-{os.getuid()}-{port}" / _NAME
+    for base in _bases():
+        path = base / f"serving-runtime-{os.getuid()}-{port}" / _NAME
+        if len(os.fsencode(path)) <= _LONGEST:
+            break
+    return path
+
+
+def _bases() -> list[Path]:
+    # $TMPDIR, or /tmp when a socket path under $TMPDIR would be too long for the kernel.
+    return [Path(tempfile.gettempdir()), Path("/tmp")]
 
 
 def _is_default(path: Path) -> bool:
     folder = path.parent
     return (
         path.name == _NAME
-        and folder.parent == Path(tempfile.gettempdir())
+        and folder.parent in _bases()
         and folder.name.startswith(f"serving-runtime-{os.getuid()}-")
     )
 
@@ -62,7 +72,7 @@ def claim(path: Path) -> None:
         _own_folder(path.parent)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-    if len(os.fsencode(path)) > 107:  # sun_path's size, with its terminating zero
+    if len(os.fsencode(path)) > _LONGEST:
         raise ServingRuntimeError(f"--admin-socket {path}: the path is too long for a socket")
     try:
         mode = path.lstat().st_mode
