@@ -71,13 +71,18 @@ def test_the_locked_dependencies_are_installed_before_the_code_is_copied(service
     """A change to the model's code reuses the layer that installed numpy & co.; that layer
     takes only hash-checked wheels from the lock."""
     build, final = parse(service / "Dockerfile")[0], parse(service / "Dockerfile")[-1]
-    (install,) = build.all("RUN")[1:]
+    install, fetch = build.all("RUN")[1:]
     words = install.split()
     assert words[:3] == ["/opt/venv/bin/pip", "install", "--require-hashes"]
     assert "--only-binary :all:" in install
     assert words[-2:] == ["-r", "requirements.txt"]
-    copied = [sources for sources, _, _ in build.copies()]
-    assert copied == [["requirements.txt"], ["wheels/"]]  # nothing of the service's code
+    steps = build.instructions
+    before = steps[: steps.index(("RUN", install))]
+    copied = [args for keyword, args in before if keyword == "COPY"]
+    assert copied == ["requirements.txt ./", "wheels/ wheels/"]  # nothing of the service's code
+    # then the artifacts named by URI, fetched and checked once, into artifacts/.fetched
+    assert fetch == "/opt/venv/bin/serving-runtime fetch"
+    assert (["/src/artifacts/"], "artifacts/", "build") in final.copies()
     package = str(answers_of(service)["service_name"]).replace("-", "_")
     assert [f"{package}/"] in [sources for sources, _, _ in final.copies()]
     for stage in parse(service / "Dockerfile"):
@@ -124,6 +129,9 @@ def test_the_build_steps_install_and_run_the_service(render: Renders, tmp_path: 
     for sources, dest, from_stage in final.copies():
         if from_stage is None:
             _copy(service, sources, dest, workdir)
+        elif from_stage == "build" and sources != ["/opt/venv"]:  # what the build fetched
+            from_build = [source.removeprefix("/src/") for source in sources]
+            _copy(context, from_build, dest, workdir)
     image_env = final.env()
     config_dir, _, config_name = image_env["SERVING_RUNTIME_CONFIG"].rpartition("/")
     assert config_dir == workdir_path

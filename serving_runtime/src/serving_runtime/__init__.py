@@ -5,8 +5,10 @@ The public surface; everything else lives in private modules.
 
 from typing import TYPE_CHECKING, Any
 
+from ._artifacts import fetch_artifact
 from ._config import ModelConfig, ServiceConfig, VersionConfig, find_config, load_config
 from ._errors import (
+    ArtifactError,
     BadRequest,
     ConfigError,
     ModelLoadError,
@@ -39,6 +41,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "App",
+    "ArtifactError",
     "BadRequest",
     "ConfigError",
     "HttpSettings",
@@ -56,6 +59,7 @@ __all__ = [
     "VersionConfig",
     "__version__",
     "create_app",
+    "fetch_artifact",
     "find_config",
     "load_config",
     "load_model",

@@ -148,11 +148,7 @@ def _parser() -> argparse.ArgumentParser:
         "refused there [$SERVING_RUNTIME_ADMIN_TOKEN]",
     )
 
-    selftest = commands.add_parser(
-        "selftest", help="load every model version and check its test_data; exit 1 on a miss"
-    )
-    _config_flag(selftest)
-    selftest.add_argument("--model", help="only this model id")
+    _fetch_and_selftest_parsers(commands)
 
     drift = commands.add_parser(
         "drift",
@@ -235,6 +231,26 @@ def _admin_parser(commands: Any) -> None:
             default=_env("ADMIN_TOKEN", "") or None,
             help="the server's --admin-token, for --url [$SERVING_RUNTIME_ADMIN_TOKEN]",
         )
+
+
+def _fetch_and_selftest_parsers(commands: Any) -> None:
+    selftest = commands.add_parser(
+        "selftest", help="load every model version and check its test_data; exit 1 on a miss"
+    )
+    _config_flag(selftest)
+    selftest.add_argument("--model", help="only this model id")
+    fetch = commands.add_parser(
+        "fetch",
+        help="copy every artifact models.yaml names by URI into the artifact cache, checking "
+        "its sha256 (once: a cached one is checked, not fetched again); exit 1 if one fails",
+    )
+    _config_flag(fetch)
+    fetch.add_argument(
+        "--cache",
+        type=Path,
+        help="the artifact cache [$SERVING_RUNTIME_ARTIFACT_CACHE, artifacts/.fetched next to "
+        "models.yaml]",
+    )
 
 
 def _config_flag(parser: argparse.ArgumentParser) -> None:
@@ -344,6 +360,28 @@ def _selftest(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else 0
 
 
+def _fetch(args: argparse.Namespace) -> int:
+    from ._artifacts import default_cache, fetch_artifact
+    from ._errors import ArtifactError
+
+    config = load_config(args.config or find_config())
+    cache = args.cache or default_cache(config.root)
+    failed = 0
+    for model_id, model in config.models.items():
+        for version, given in model.versions.items():
+            if given.uri is None or given.sha256 is None:
+                continue
+            try:
+                path, fetched = fetch_artifact(given.uri, given.sha256, cache)
+            except ArtifactError as exc:
+                print(f"FAIL  {model_id} {version}: {exc}")
+                failed += 1
+                continue
+            said = "FETCHED" if fetched else "CACHED "
+            print(f"{said} {model_id} {version}: {given.uri} -> {path}")
+    return EXIT_FAILED if failed else 0
+
+
 def _drift(args: argparse.Namespace) -> int:
     from ._drift import BASELINE, check_drift, drift_table, update_baselines
 
@@ -386,8 +424,11 @@ def _check(args: argparse.Namespace) -> int:
             except ModelLoadError as exc:
                 problems.append(f"{model_id} {version}: {exc}")
             artifact = config.artifact_path(model_id, version)
+            uri = model.versions[version].uri
             if artifact is not None and not artifact.exists():
-                problems.append(f"{model_id} {version}: artifact {artifact} does not exist")
+                missing = f"{uri} is not fetched: run serving-runtime fetch" if uri else None
+                missing = missing or f"{artifact} does not exist"
+                problems.append(f"{model_id} {version}: artifact {missing}")
     if problems:
         raise ServingRuntimeError(f"{path}:\n  " + "\n  ".join(problems))
     versions = sum(len(m.versions) for m in config.models.values())
@@ -534,6 +575,7 @@ def _message(data: bytes, reason: str) -> str:
 _COMMANDS = {
     "serve": _serve,
     "selftest": _selftest,
+    "fetch": _fetch,
     "drift": _drift,
     "check": _check,
     "models": _models,

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from ._artifacts import cached_path, check_uri, default_cache, is_uri
 from ._errors import ConfigError
 
 CONFIG_FILENAME = "models.yaml"
@@ -51,10 +52,17 @@ class _Frozen(BaseModel):
 class VersionConfig(_Frozen):
     """One version of a model: its artifact and, optionally, its own class."""
 
-    artifact: Path | None = Field(
+    artifact: str | None = Field(
         default=None,
         description="The file passed to the class's load(), relative to models.yaml "
-        "(none: load() gets None).",
+        "(none: load() gets None); or an https://, s3:// or gs:// URI of it, with its sha256, "
+        "which `serving-runtime fetch` copies into the artifact cache once.",
+    )
+    sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="The artifact's sha256, in hex: required for a URI (a fetch that reads "
+        "other bytes fails), checked at load for a file.",
     )
     class_path: ClassPath | None = Field(
         default=None,
@@ -66,6 +74,22 @@ class VersionConfig(_Frozen):
         description="Run on every request of the primary, off the request path, and compare "
         "its outputs with the primary's (lls_shadow_comparisons_total).",
     )
+
+    @model_validator(mode="after")
+    def _uri_has_a_checksum(self) -> VersionConfig:
+        if self.artifact is not None and is_uri(self.artifact):
+            check_uri(self.artifact)
+            if self.sha256 is None:
+                raise ValueError(
+                    f"artifact {self.artifact!r} is a URI: give its sha256 too "
+                    f"(sha256sum FILE, or the checksum your model registry shows)"
+                )
+        return self
+
+    @property
+    def uri(self) -> str | None:
+        """The artifact's URI when it is fetched, not a file of the repository."""
+        return self.artifact if self.artifact is not None and is_uri(self.artifact) else None
 
 
 class BatchingConfig(_Frozen):
@@ -151,9 +175,12 @@ class ServiceConfig(_Frozen):
     root: Path = Field(default=Path("."), exclude=True)
 
     def artifact_path(self, model_id: str, version: str) -> Path | None:
-        """The artifact of a configured version, resolved against the configuration's folder."""
-        artifact = self.models[model_id].versions[version].artifact
-        return None if artifact is None else self.root / artifact
+        """The artifact of a configured version, resolved against the configuration's folder
+        (where the cache keeps it, for a URI)."""
+        given = self.models[model_id].versions[version]
+        if given.uri is not None and given.sha256 is not None:
+            return cached_path(given.uri, given.sha256, default_cache(self.root))
+        return None if given.artifact is None else self.root / given.artifact
 
 
 def find_config(start: Path | None = None) -> Path:

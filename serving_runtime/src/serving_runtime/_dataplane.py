@@ -179,16 +179,17 @@ class DataPlane:
         for model_id, entry in self.registry.snapshot.items():
             versions = []
             for version, v in entry.versions.items():
-                versions.append(
-                    {
-                        "version": version,
-                        "state": entry.state_of(version),
-                        "class": v.spec.class_path,
-                        "artifact": v.spec.artifact,
-                        "selftest": _selftest_summary(v.selftest),
-                        "problem": v.problem,
-                    }
-                )
+                listed = {
+                    "version": version,
+                    "state": entry.state_of(version),
+                    "class": v.spec.class_path,
+                    "artifact": v.spec.artifact,
+                    "selftest": _selftest_summary(v.selftest),
+                    "problem": v.problem,
+                }
+                if v.spec.uri is not None:  # fetched: where from, and the local copy above
+                    listed["uri"] = v.spec.uri
+                versions.append(listed)
             listing.append(
                 {
                     "model_id": model_id,

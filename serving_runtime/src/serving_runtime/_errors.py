@@ -3,6 +3,7 @@
     ServingRuntimeError
      ├── ConfigError              models.yaml is missing or wrong (names the bad key)
      ├── ModelLoadError           a version's class could not be imported or its load() failed
+     ├── ArtifactError            an artifact named by URI cannot be fetched, or has other bytes
      └── RequestError             answered to a client; carries an HTTP status and a code
           ├── BadRequest            400 malformed JSON, fields or features
           ├── NotFound              404 unknown model, version or path
@@ -34,6 +35,10 @@ class ConfigError(ServingRuntimeError):
 
 class ModelLoadError(ServingRuntimeError):
     """A model version could not be imported or loaded."""
+
+
+class ArtifactError(ServingRuntimeError):
+    """An artifact named by URI could not be fetched, or its bytes are not the ones named."""
 
 
 class RequestError(ServingRuntimeError):

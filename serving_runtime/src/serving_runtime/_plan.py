@@ -35,6 +35,7 @@ class VersionSpec:
     # Changed by every run-time (re)load, so that every process loads the version again.
     revision: str | None = None
     failed: str | None = None  # why the pod does not serve it; a new load clears it
+    uri: str | None = None  # where `serving-runtime fetch` got the artifact from, if fetched
 
     @property
     def source(self) -> tuple[str, str | None, str | None, str | None]:
@@ -50,6 +51,7 @@ class VersionSpec:
             "digest": self.digest,
             "revision": self.revision,
             "failed": self.failed,
+            "uri": self.uri,
         }
 
     @classmethod
@@ -62,6 +64,7 @@ class VersionSpec:
             data.get("digest"),
             data.get("revision"),
             data.get("failed"),
+            data.get("uri"),
         )
 
 
@@ -170,10 +173,13 @@ def plan_from_config(config: ServiceConfig) -> dict[str, ModelPlan]:
         versions = {
             version: VersionSpec(
                 model.class_for(version),
-                None if v.artifact is None else str(config.root / v.artifact),
+                None if artifact is None else str(artifact),
                 v.shadow,
+                digest=v.sha256,
+                uri=v.uri,
             )
             for version, v in model.versions.items()
+            for artifact in [config.artifact_path(model_id, version)]
         }
         plan[model_id] = ModelPlan(
             model.primary, MappingProxyType(versions), configured=model.primary

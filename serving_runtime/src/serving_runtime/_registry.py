@@ -222,6 +222,17 @@ class Registry:
         artifact = None if spec.artifact is None else self.root / spec.artifact
         if spec.digest is not None and artifact is not None:
             found = artifact_digest(artifact)
+            if spec.uri is not None and found != spec.digest:
+                problem = "is not fetched" if found is None else f"in {artifact} has another sha256"
+                raise ModelLoadError(
+                    f"artifact {spec.uri} {problem}: run `serving-runtime fetch` "
+                    f"(it is never fetched at load or request time)"
+                )
+            if found != spec.digest and spec.revision is None:  # as models.yaml gives it
+                raise ModelLoadError(
+                    f"artifact {artifact} has sha256 {found or 'none: it does not exist'}; "
+                    f"models.yaml gives {spec.digest}"
+                )
             if found != spec.digest:
                 raise ModelLoadError(
                     f"artifact {artifact} is not the one loaded at run time "
