@@ -54,7 +54,7 @@ def ensure_venv() -> None:
         venv.create(VENV, with_pip=True)
     pip = [BIN / "python", "-m", "pip", "--disable-pip-version-check"]
     run(*pip, "install", "-q", "--upgrade", "pip")
-    runtime = f"{ROOT / 'serving_runtime'}[tracing,granian,http,s3]"
+    runtime = f"{ROOT / 'serving_runtime'}[tracing,granian,http,s3,dataframe]"
     run(*pip, "install", "-q", "-e", runtime, "-e", f"{ROOT}[dev]")
     stamp.touch()
 

@@ -62,6 +62,26 @@ class Loans:
         return [" ".join(_show(value) for value in row) for row in rows]
 
 
+class LoansFrame(Loans):
+    # the same features, as a pandas.DataFrame of their dtypes
+    dataframe = True
+    test_data = [
+        {
+            "features": Loans.test_data[0]["features"],
+            "expected": ["float64 float64 int64 bool category object | 100.0 nan 30 True FR a"],
+        }
+    ]
+
+    def predict(self, frame):
+        import pandas
+
+        assert isinstance(frame, pandas.DataFrame), type(frame)
+        assert list(frame.columns) == list(self.feature_schema)
+        assert list(frame["country"].cat.categories) == ["FR", "DE", "ES"]
+        kinds = " ".join(str(kind) for kind in frame.dtypes)
+        return [f"{kinds} | " + " ".join(map(str, row)) for row in frame.itertuples(index=False)]
+
+
 def _show(value):
     if isinstance(value, float) and math.isnan(value):
         return "nan"
@@ -81,7 +101,13 @@ def loans(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                 "primary": "v1",
                 "versions": {"v1": {}},
                 "batching": {"max_rows": 8},
-            }
+            },
+            "loans-frame": {
+                "class": "loans_model:LoansFrame",
+                "primary": "v1",
+                "versions": {"v1": {}},
+                "batching": {"max_rows": 8},
+            },
         }
     }
     (root / "models.yaml").write_text(json.dumps(config))
@@ -251,6 +277,24 @@ def test_tritonclient_gets_a_400_naming_the_feature(client: triton.InferenceServ
     assert raised.value.status() == "400"
 
 
+def test_a_model_that_takes_a_data_frame_gets_one_of_typed_columns(
+    loans: Server, client: triton.InferenceServerClient
+) -> None:
+    rows = [{**ROW, "income": None, "country": None}, [1.5, 2, 7.0, False, "DE", "y"]]
+    answer = loans.post("/infer", {"model_id": "loans-frame", "features": rows})
+    assert answer.status_code == 200, answer.text
+    kinds = "float64 float64 int64 bool category object"
+    assert answer.json()["output"] == [
+        f"{kinds} | 100.0 nan 30 True nan x",
+        f"{kinds} | 1.5 2.0 7 False DE y",
+    ]
+    result = client.infer("loans-frame", typed_inputs([math.nan, 3000.0], binary=True))
+    assert [v.decode() for v in result.as_numpy("output").tolist()] == [
+        f"{kinds} | 10.0 nan 18 True FR é",
+        f"{kinds} | 20.5 3000.0 65 False ES ",
+    ]
+
+
 def test_typed_rows_batch_to_the_same_answers(loans: Server) -> None:
     testing.check_batching(loans.config)
 
@@ -296,3 +340,16 @@ def test_a_version_with_a_wrong_schema_does_not_load(tmp_path: Path) -> None:
     (tmp_path / "both_model.py").write_text(textwrap.dedent(source))
     with pytest.raises(ModelLoadError, match="declare feature_names or feature_schema, not both"):
         load_model("both", "v1", "both_model:Both", None, tmp_path)
+
+
+def test_a_data_frame_needs_declared_features(tmp_path: Path) -> None:
+    source = """
+        class Frame:
+            dataframe = True
+            test_data = [([1], [1])]
+            def load(self, file): pass
+            def predict(self, frame): return frame
+    """
+    (tmp_path / "frame_model.py").write_text(textwrap.dedent(source))
+    with pytest.raises(ModelLoadError, match="dataframe = True needs feature_names or feature_"):
+        load_model("frame", "v1", "frame_model:Frame", None, tmp_path)

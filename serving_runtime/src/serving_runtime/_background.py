@@ -240,7 +240,7 @@ class _Process:
     ) -> None:
         started = time.perf_counter()
         try:
-            output = to_json_value(shadow.instance.predict(job.inputs))
+            output = to_json_value(shadow.run(job.inputs))
         except Exception as exc:
             self.metrics.shadow(entry.model_id, job.version, shadow.version, "error")
             self._complain("shadow_failed", version=shadow.version, error=repr(exc))

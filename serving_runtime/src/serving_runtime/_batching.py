@@ -365,7 +365,7 @@ class Scheduler:
         if batch.split:
             inputs = [row for job in batch.jobs for row in job.inputs]
             try:
-                output = batch.model.instance.predict(inputs)
+                output = batch.model.run(inputs)
             except Exception:
                 output = None  # retried request by request below: only a bad one fails
             else:
@@ -381,7 +381,7 @@ class Scheduler:
 
 def _predict_one(model: ServedModel, inputs: Any) -> tuple[bool, Any]:
     try:
-        return False, model.instance.predict(inputs)
+        return False, model.run(inputs)
     except Exception as exc:
         failed = PredictFailed(
             f"model {model.model_id!r} version {model.version!r} failed to predict: "

@@ -125,10 +125,11 @@ class FeatureSpec:
     or several rows as a list of either. predict() always gets a list of rows.
     """
 
-    __slots__ = ("_plain", "features", "index", "names")
+    __slots__ = ("_plain", "features", "frame", "index", "names")
 
-    def __init__(self, features: Sequence[Feature | str]) -> None:
+    def __init__(self, features: Sequence[Feature | str], *, frame: bool = False) -> None:
         self.features = tuple(f if isinstance(f, Feature) else Feature(f) for f in features)
+        self.frame = frame  # predict() takes a pandas.DataFrame of these columns
         self.names = tuple(f.name for f in self.features)
         self.index = {name: i for i, name in enumerate(self.names)}
         # Numbers none of which may be missing: the request path of feature_names, kept fast.
@@ -155,6 +156,23 @@ class FeatureSpec:
             else:
                 raise BadRequest(f"{where} must be an object or a list of values, got {_kind(row)}")
         return rows
+
+    def data_frame(self, rows: Rows) -> Any:
+        """`rows` as a pandas.DataFrame: a column per feature, of its type's dtype.
+
+        number: float64; integer: int64 (float64 when nullable, missing as NaN); boolean:
+        bool (object when nullable); category: pandas' category, of its values when declared;
+        string: object. pandas is imported here, so only models that take frames need it.
+        """
+        import pandas
+
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in self.features]
+        return pandas.DataFrame(
+            {
+                feature.name: pandas.Series(values, dtype=_dtype(pandas, feature))
+                for feature, values in zip(self.features, columns, strict=True)
+            }
+        )
 
     def columns(self, columns: Mapping[str, Sequence[Any]]) -> Rows:
         """The rows of one column of values per feature (V2's inputs by name), errors naming
@@ -204,6 +222,19 @@ class FeatureSpec:
             missing = [n for n in self.names if n not in values]
             raise BadRequest(f"{where} is missing {', '.join(repr(n) for n in missing)}")
         return row
+
+
+def _dtype(pandas: Any, feature: Feature) -> Any:
+    kind = feature.type
+    if kind == "number" or (kind == "integer" and feature.nullable):
+        return "float64"
+    if kind == "integer":
+        return "int64"
+    if kind == "boolean":
+        return "object" if feature.nullable else "bool"
+    if kind == "category":
+        return pandas.CategoricalDtype(list(feature.values)) if feature.values else "category"
+    return "object"
 
 
 def _typed(feature: Feature, value: Any, where: str) -> Any:

@@ -64,9 +64,16 @@ class ServedModel:
         """What predict() receives for `features`; raises BadRequest on a wrong shape."""
         return features if self.spec is None else self.spec.rows(features)
 
+    def run(self, inputs: Any) -> Any:
+        """The team's predict() on prepared `inputs` (rows, concatenated or not), as a data
+        frame when the model takes one."""
+        if self.spec is not None and self.spec.frame:
+            return self.instance.predict(self.spec.data_frame(inputs))
+        return self.instance.predict(inputs)
+
     def predict(self, features: Any) -> Any:
         """Validate `features` and run the team's predict()."""
-        return self.instance.predict(self.prepare(features))
+        return self.run(self.prepare(features))
 
 
 def artifact_digest(path: Path) -> str | None:
@@ -131,7 +138,12 @@ def load_model(
         )
     except ValueError as exc:
         raise ModelLoadError(f"{class_path}: {exc}") from None
-    spec = FeatureSpec(features) if features is not None else None
+    frame = getattr(instance, "dataframe", False) is True
+    if frame and features is None:
+        raise ModelLoadError(
+            f"{class_path}: dataframe = True needs feature_names or feature_schema"
+        )
+    spec = FeatureSpec(features, frame=frame) if features is not None else None
     served = ServedModel(model_id, version, instance, spec, SelfTestReport((), 0.0))
     return ServedModel(model_id, version, instance, spec, run_selftest(served))
 

@@ -102,7 +102,7 @@ def check_batching(
             rows = _sample_rows(model, loaded.root / "drift" / model_id)
             chosen = random.Random(seed)
             asked = [chosen.choices(rows, k=chosen.randint(1, 8)) for _ in range(requests)]
-            alone = [to_json_value(model.instance.predict(r)) for r in asked]
+            alone = [to_json_value(model.run(r)) for r in asked]
             calls: list[int] = []
             scheduler = Scheduler(1, {model_id: BatchPolicy(limit, 0.001)}, _Calls(calls))
             together = [to_json_value(out) for out in _all_at_once(scheduler, model, asked)]
