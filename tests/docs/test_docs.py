@@ -7,6 +7,7 @@ who follows the docs from the start would.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import json
@@ -129,21 +130,39 @@ def reader_env() -> dict[str, str]:
     return env
 
 
-def port_free(port: int) -> bool:
+DOCS_PORT = ":8080"  # where the pages' servers listen, the runtime's default
+
+
+def free_port() -> int:
     with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES)
 def test_page_examples_run(page: str, sandbox: Path) -> None:
-    """Every example of the page, run in order as a reader would, shows what the page says."""
-    assert port_free(8080), "the docs serve on 127.0.0.1:8080, which something else holds"
-    shell = Shell(sandbox, reader_env())
+    """Every example of the page, run in order as a reader would, shows what the page says.
+
+    The pages serve on the default port, 8080; here, on a free one, so that another server on
+    this machine (another run of the suite) is not in the way: the reader's shell has the
+    runtime's environment variables for it, the examples name it instead of 8080, and the
+    chart's pod has its ports moved (`--free-ports`), Envoy's to that one.
+    """
+    port = free_port()
+    env = reader_env()
+    env["SERVING_RUNTIME_BIND"] = f"127.0.0.1:{port}"
+    env["SERVING_RUNTIME_URL"] = f"http://127.0.0.1:{port}"
+    shell = Shell(sandbox, env)
     namespace: dict[str, Any] = {"__name__": "docs_example"}
     try:
         for block in blocks(page_text(page), page):
-            run_block(block, shell, namespace)
+            text = block.text.replace(DOCS_PORT, f":{port}").replace(
+                "python3 dev.py pod ", f"python3 dev.py pod --free-ports --set envoy.port={port} "
+            )
+            moved = dataclasses.replace(block, text=text)
+            run_block(moved, shell, namespace)
     finally:
         shell.close()
 

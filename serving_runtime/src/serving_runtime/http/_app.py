@@ -42,6 +42,9 @@ _QUIET_PATHS = frozenset(
     {"/livez", "/readyz", "/metrics", "/openapi.json", "/v2/health/live", "/v2/health/ready"}
 )
 _ENVOY_TIMEOUT = "x-envoy-expected-rq-timeout-ms"
+# The runtime answers its own 504 this much before the proxy gives up (at most a tenth of the
+# time given), so that its answer is not cut off by the proxy's timeout as it is being sent.
+_PROXY_MARGIN_SECONDS = 0.05
 
 
 class App:
@@ -141,6 +144,7 @@ class App:
         if given is not None and given.isdigit() and int(given) > 0:
             # The proxy gives up on the request then: an answer after it reaches no one.
             proxy = int(given) / 1000
+            proxy -= min(_PROXY_MARGIN_SECONDS, proxy / 10)
             seconds = proxy if seconds is None else min(seconds, proxy)
         return None if seconds is None else request.arrived + seconds
 
