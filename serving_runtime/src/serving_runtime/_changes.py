@@ -1,4 +1,4 @@
-"""Run-time changes (promote, rollback, load, unload), made from the worker that took the call.
+"""Run-time changes (promote, rollback, load, unload, traffic), made from the calling worker.
 
 What "done" means for a change: it is in the shared plan, and every worker that serves serves
 it. A `load` first loads and self-tests the version in the calling worker (a version that fails
@@ -20,7 +20,7 @@ from typing import Any
 from ._config import ServiceConfig
 from ._errors import Conflict, Forbidden, NotFound, Unprocessable
 from ._model import artifact_digest
-from ._plan import PodPlan, VersionSpec, add_version, promote, rollback, unload
+from ._plan import PodPlan, VersionSpec, add_version, promote, rollback, set_traffic, unload
 from ._sync import Follower
 
 ARTIFACT_DIRS_ENV = "SERVING_RUNTIME_ARTIFACT_DIR"  # folders `admin load` may read, os.pathsep
@@ -61,6 +61,12 @@ def apply_change(
     elif operation == "unload":
         assert version is not None
         plan = store.change(lambda p: unload(p, model_id, version))
+    elif operation == "traffic":
+        weights: dict[str, int] = arguments["weights"]
+        for chosen, weight in weights.items():
+            if weight > 0:
+                _check_serves_here(follower, model_id, chosen)
+        plan = store.change(lambda p: set_traffic(p, model_id, weights))
     else:
         raise ValueError(operation)
     follower.catch_up()
@@ -77,6 +83,8 @@ def apply_change(
             )
     result: dict[str, Any] = {"model_id": model_id, "operation": operation}
     result["primary"] = model.primary
+    if model.traffic:
+        result["traffic"] = {"weights": dict(model.traffic), "shares": model.shares}
     if pending:
         result["pending"] = pending  # workers still loading: they switch once they have it
     return result

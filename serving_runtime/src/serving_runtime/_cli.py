@@ -204,10 +204,21 @@ def _admin_parser(commands: Any) -> None:
         ("rollback", "go back to the previous primary"),
         ("load", "load VERSION (and self-test it) without serving it"),
         ("unload", "drop VERSION (not the primary)"),
+        ("traffic", "split requests naming no version at weights: v1=90 v2=10 (--off ends it)"),
     ):
         sub = ops.add_parser(op, help=text)
         sub.add_argument("model_id", metavar="MODEL")
-        if op != "rollback":
+        if op == "traffic":
+            sub.add_argument(
+                "weights",
+                nargs="*",
+                metavar="VERSION=WEIGHT",
+                help="whole numbers, 0 or more; the same routing key keeps one version",
+            )
+            sub.add_argument(
+                "--off", action="store_true", help="end the experiment: the primary answers all"
+            )
+        elif op != "rollback":
             sub.add_argument("version", metavar="VERSION")
         if op == "load":
             sub.add_argument("--artifact", help="artifact of a version not in models.yaml")
@@ -491,6 +502,11 @@ def _models(args: argparse.Namespace) -> int:
         asked = (model.get("override") or {}).get("primary")
         override = f"  (overrides file: {asked})" if asked else ""
         print(f"{model['model_id']}  primary={model['primary']}{override}")
+        traffic = model.get("traffic")
+        if traffic:
+            weights = " ".join(f"{v}={w}" for v, w in traffic["weights"].items())
+            shares = " ".join(f"{v}={s:g}%" for v, s in traffic["shares"].items())
+            print(f"  traffic {weights}: {shares or 'no version serves'}")
         for v in model["versions"]:
             problem = f"({v['problem']})" if v.get("problem") else ""
             print(f"  {v['version']:<12} {v['state']:<8} {problem}".rstrip())
@@ -505,7 +521,9 @@ def _models(args: argparse.Namespace) -> int:
 
 def _admin(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {}
-    if args.operation != "rollback":
+    if args.operation == "traffic":
+        body["weights"] = _parse_weights(args.weights, args.off)
+    elif args.operation != "rollback":
         body["version"] = args.version
     if args.operation == "load" and args.artifact:
         body["artifact"] = args.artifact
@@ -518,11 +536,35 @@ def _admin(args: argparse.Namespace) -> int:
     else:
         admin_socket = args.socket or default_socket(_env("BIND", DEFAULT_BIND).split(",")[0])
         result = _call_socket(admin_socket, "POST", path, body)
-    print(f"{result['model_id']}: {args.operation} done; primary is now {result['primary']}")
+    traffic = result.get("traffic")
+    if traffic:
+        shares = " ".join(f"{v}={share:g}%" for v, share in _percent(traffic["shares"]).items())
+        print(f"{result['model_id']}: {args.operation} done; traffic {shares or 'to no version'}")
+    else:
+        print(f"{result['model_id']}: {args.operation} done; primary is now {result['primary']}")
     if result.get("pending"):
         pids = ", ".join(str(pid) for pid in result["pending"])
         print(f"still loading in worker(s) {pids}: each switches once it has loaded")
     return 0
+
+
+def _parse_weights(given: list[str], off: bool) -> dict[str, int]:
+    if off or not given:
+        if given or not off:
+            raise ServingRuntimeError("give VERSION=WEIGHT pairs (v1=90 v2=10), or --off alone")
+        return {}
+    weights = {}
+    for pair in given:
+        version, _, weight = pair.partition("=")
+        if not version or not weight.isdigit():
+            raise ServingRuntimeError(f"{pair!r} is not VERSION=WEIGHT (a whole number, 0 or more)")
+        weights[version] = int(weight)
+    return weights
+
+
+def _percent(shares: dict[str, int]) -> dict[str, float]:
+    total = sum(shares.values())
+    return {v: round(100 * w / total, 2) for v, w in shares.items()} if total else {}
 
 
 # A load waits for every worker to load and self-test the version.

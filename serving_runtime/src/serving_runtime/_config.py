@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,6 +43,33 @@ def _class_path(value: Any) -> str:
 
 
 Name = Annotated[str, BeforeValidator(_name)]
+
+
+def _weight(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{value!r} is not a weight: give a whole number, 0 or more")
+    if value < 0:
+        raise ValueError(f"weight {value} is negative: give a whole number, 0 or more")
+    return value
+
+
+Weight = Annotated[int, BeforeValidator(_weight)]
+
+
+def traffic_problem(weights: Mapping[str, int], versions: Mapping[str, Any]) -> str | None:
+    """Why these traffic weights cannot apply to a model of these versions, or None."""
+    unknown = sorted(set(weights) - set(versions))
+    if unknown:
+        known = ", ".join(sorted(versions))
+        return f"{', '.join(map(repr, unknown))} not among the versions ({known})"
+    if sum(weights.values()) <= 0:
+        return "the weights add up to 0: give at least one version a weight above 0"
+    shadows = sorted(v for v in weights if weights[v] > 0 and getattr(versions[v], "shadow", False))
+    if shadows:
+        return f"{', '.join(map(repr, shadows))} is a shadow: a shadow gets no traffic"
+    return None
+
+
 ClassPath = Annotated[str, BeforeValidator(_class_path)]
 
 
@@ -117,13 +145,37 @@ class ModelConfig(_Frozen):
     class_path: ClassPath = Field(
         alias="class", description="module:Class of the model, importable from the repository."
     )
-    primary: Name = Field(description="The version /infer answers with when none is asked for.")
+    primary: Name = Field(
+        description="The version /infer answers with when none is asked for (and no `traffic` "
+        "is given), the one drift checks and rollback returns to; with `traffic`, it may be "
+        "left out: then the version of the largest weight."
+    )
     versions: dict[Name, VersionConfig] = Field(
         min_length=1, description="The versions loaded at start, by name (at least one)."
+    )
+    traffic: dict[Name, Weight] | None = Field(
+        default=None,
+        description="An experiment: requests that name no version are split between these "
+        "versions at these integer weights (e.g. {v1: 90, v2: 10}), the same routing key "
+        "always to the same version; only versions that serve get a share. Off when absent.",
     )
     batching: BatchingConfig | None = Field(
         default=None, description="Batch concurrent requests into one predict; off when absent."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _primary_from_traffic(cls, data: Any) -> Any:
+        # `traffic` instead of `primary`: the heaviest version is the one the rest relies on.
+        if (
+            isinstance(data, dict)
+            and "primary" not in data
+            and isinstance(data.get("traffic"), dict)
+        ):
+            weights = data["traffic"]
+            if weights and all(isinstance(w, int) for w in weights.values()):
+                data = {**data, "primary": max(weights, key=lambda v: weights[v])}
+        return data
 
     @model_validator(mode="after")
     def _primary_is_a_version(self) -> ModelConfig:
@@ -132,6 +184,10 @@ class ModelConfig(_Frozen):
             raise ValueError(f"primary {self.primary!r} is not one of the versions ({known})")
         if self.versions[self.primary].shadow:
             raise ValueError(f"primary {self.primary!r} cannot also be a shadow")
+        if self.traffic is not None:
+            problem = traffic_problem(self.traffic, self.versions)
+            if problem is not None:
+                raise ValueError(f"traffic: {problem}")
         return self
 
     def class_for(self, version: str) -> str:

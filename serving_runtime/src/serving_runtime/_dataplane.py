@@ -87,6 +87,7 @@ class DataPlane:
         adapt: Callable[[ServedModel], Any] | None = None,
         deadline: float | None = None,
         watch: Watch | None = None,
+        routing_key: str | None = None,
     ) -> Prediction:
         """Run one prediction off the event loop; a failing predict() becomes PredictFailed.
 
@@ -94,8 +95,10 @@ class DataPlane:
         protocol's inputs mapped to that version's feature names), instead of `features`.
         `deadline` (the loop's clock) and `watch` (the client) let the rows go unpredicted
         when no one would wait for them any more (DeadlineExceeded, ClientGone).
+        `routing_key` chooses the version in an experiment (see `_traffic.py`): before batching,
+        so that requests to one version batch together.
         """
-        model = self.resolve(model_id, version)
+        model = self.resolve(model_id, version, routing_key)
         if adapt is not None:
             features = adapt(model)
         started = time.perf_counter()
@@ -121,10 +124,12 @@ class DataPlane:
         """Whether `model_id` is one of the models served (whatever its state)."""
         return model_id in self.registry.snapshot
 
-    def resolve(self, model_id: str, version: str | None) -> ServedModel:
+    def resolve(
+        self, model_id: str, version: str | None, routing_key: str | None = None
+    ) -> ServedModel:
         """The version that answers `model_id` (and `version`); NotFound, NotReady if none."""
         self.sync()
-        return self.registry.resolve(model_id, version)
+        return self.registry.resolve(model_id, version, routing_key)
 
     def describe(self, model_id: str, version: str | None) -> Description:
         """The answering version, the versions that can serve and the class, for metadata."""
@@ -196,6 +201,7 @@ class DataPlane:
                     "primary": entry.plan.primary,
                     "rollback_to": entry.plan.history[-1] if entry.plan.history else None,
                     "override": {"primary": entry.plan.asked, "refused": entry.plan.refused},
+                    "traffic": _traffic(entry),
                     "versions": versions,
                 }
             )
@@ -241,6 +247,15 @@ class DataPlane:
             generation=plan.generation,
             primaries={model_id: entry.primary for model_id, entry in plan.models.items()},
         )
+
+
+def _traffic(entry: ModelEntry) -> dict[str, Any] | None:
+    """The experiment: its weights, and each version's share now, in percent (None: none)."""
+    if not entry.plan.traffic:
+        return None
+    total = sum(entry.shares.values())
+    shares = {v: round(100 * w / total, 2) for v, w in entry.shares.items()} if total else {}
+    return {"weights": dict(entry.plan.traffic), "shares": shares}
 
 
 def _selftest_summary(report: SelfTestReport | None) -> dict[str, Any] | None:

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ._config import Name, ServiceConfig, describe_validation_error
+from ._config import Name, ServiceConfig, Weight, describe_validation_error, traffic_problem
 from ._plan import OverridesStatus, PodPlan, set_primary
 
 OVERRIDES_ENV = "SERVING_RUNTIME_OVERRIDES"
@@ -47,6 +47,11 @@ class ModelOverride(_Frozen):
         default=None,
         description="The version /infer answers with, instead of models.yaml's primary "
         "(a version models.yaml declares).",
+    )
+    traffic: dict[Name, Weight] | None = Field(
+        default=None,
+        description="An experiment's weights by version, instead of models.yaml's traffic "
+        "(e.g. {v1: 90, v2: 10}); {} ends the experiment models.yaml starts.",
     )
 
 
@@ -145,6 +150,14 @@ def apply_overrides(plan: PodPlan, overrides: Overrides, path: str, can_serve: C
             changed = replace(changed, refused=why)
         elif wanted is not None:
             changed = set_primary(changed, wanted)
+        split = entry.traffic if entry is not None and entry.traffic is not None else None
+        weights = split if split is not None else model.configured_traffic
+        why_not_split = _why_not_traffic(model_id, changed.versions, weights, can_serve)
+        if why_not_split is not None:
+            reasons = [r for r in (changed.refused, why_not_split) if r is not None]
+            changed = replace(changed, refused="; ".join(reasons))
+        else:
+            changed = replace(changed, traffic=MappingProxyType(dict(weights)))
         plan = plan.with_model(model_id, changed)
     return replace(plan, overrides=OverridesStatus(path, overrides.digest, problems))
 
@@ -161,6 +174,22 @@ def _why_not(
         return f"version {wanted!r} {spec.failed}"
     why = can_serve(model_id, wanted)
     return None if why is None else f"version {wanted!r} {why}"
+
+
+def _why_not_traffic(
+    model_id: str, versions: Mapping[str, Any], weights: Mapping[str, int], can_serve: CanServe
+) -> str | None:
+    if not weights:
+        return None
+    problem = traffic_problem(weights, versions)
+    if problem is not None:
+        return f"model {model_id!r} traffic: {problem}"
+    for version in sorted(weights):
+        if weights[version] > 0:
+            why = _why_not(model_id, versions, version, can_serve)
+            if why is not None:
+                return f"traffic: {why}"
+    return None
 
 
 def overrides_problems(plan: PodPlan) -> dict[str, str]:
@@ -185,4 +214,8 @@ def check_overrides(config: ServiceConfig, text: str, where: str) -> dict[str, s
             problems[model_id] = f"unknown model {model_id!r}"
         elif entry.primary is not None and entry.primary not in model.versions:
             problems[model_id] = f"model {model_id!r} has no version {entry.primary!r}"
+        elif entry.traffic:
+            problem = traffic_problem(entry.traffic, model.versions)
+            if problem is not None:
+                problems[model_id] = f"model {model_id!r} traffic: {problem}"
     return problems

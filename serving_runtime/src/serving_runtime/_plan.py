@@ -18,8 +18,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from ._config import ServiceConfig
-from ._errors import Conflict, NotFound
+from ._config import ServiceConfig, traffic_problem
+from ._errors import BadRequest, Conflict, NotFound
 
 
 @dataclass(frozen=True)
@@ -78,11 +78,28 @@ class ModelPlan:
     configured: str | None = None  # models.yaml's primary: the last place a fallback goes
     asked: str | None = None  # the primary the overrides file asks for, as last read
     refused: str | None = None  # why the overrides file's primary was refused, if it was
+    # An experiment: requests naming no version are split at these weights (empty: none).
+    traffic: Mapping[str, int] = field(default_factory=dict)
+    configured_traffic: Mapping[str, int] = field(default_factory=dict)  # models.yaml's
 
     @property
     def servable(self) -> tuple[str, ...]:
         """The versions the pod may serve: those no process found failing."""
         return tuple(v for v, spec in self.versions.items() if spec.failed is None)
+
+    @property
+    def shares(self) -> dict[str, int]:
+        """The weights that apply now: those of versions the pod serves, in version order.
+
+        A failed version's share goes to the others, pro rata to their weights; with no
+        experiment, or none of its versions serving, the primary takes every request.
+        """
+        servable = self.servable
+        return {
+            v: self.traffic[v]
+            for v in sorted(self.traffic)
+            if v in servable and self.traffic[v] > 0
+        }
 
 
 Plan = Mapping[str, ModelPlan]
@@ -132,6 +149,8 @@ class PodPlan:
                     "configured": m.configured,
                     "asked": m.asked,
                     "refused": m.refused,
+                    "traffic": dict(m.traffic),
+                    "configured_traffic": dict(m.configured_traffic),
                     "versions": {v: spec.as_dict() for v, spec in m.versions.items()},
                 }
                 for model_id, m in self.models.items()
@@ -149,6 +168,8 @@ class PodPlan:
                 configured=m.get("configured"),
                 asked=m.get("asked"),
                 refused=m.get("refused"),
+                traffic=MappingProxyType(dict(m.get("traffic") or {})),
+                configured_traffic=MappingProxyType(dict(m.get("configured_traffic") or {})),
                 versions=MappingProxyType(
                     {v: VersionSpec.from_dict(spec) for v, spec in m["versions"].items()}
                 ),
@@ -181,8 +202,13 @@ def plan_from_config(config: ServiceConfig) -> dict[str, ModelPlan]:
             for version, v in model.versions.items()
             for artifact in [config.artifact_path(model_id, version)]
         }
+        traffic = MappingProxyType(dict(model.traffic or {}))
         plan[model_id] = ModelPlan(
-            model.primary, MappingProxyType(versions), configured=model.primary
+            model.primary,
+            MappingProxyType(versions),
+            configured=model.primary,
+            traffic=traffic,
+            configured_traffic=traffic,
         )
     return plan
 
@@ -192,17 +218,38 @@ def plan_from_config(config: ServiceConfig) -> dict[str, ModelPlan]:
 
 
 def promote(plan: PodPlan, model_id: str, version: str) -> PodPlan:
-    """Make `version` the primary; it must be in the plan and not failed."""
+    """Make `version` the primary; it must be in the plan and not failed. Ends an experiment."""
     model = plan.model(model_id)
-    if version == model.primary:
+    if version == model.primary and not model.traffic:
         raise Conflict(f"model {model_id!r} version {version!r} is already primary")
     _check_servable(model_id, model, version)
-    return plan.with_model(model_id, _set_primary(model, version, (*model.history, model.primary)))
+    if version == model.primary:  # the experiment ends with the primary it had
+        return plan.with_model(model_id, replace(model, traffic=MappingProxyType({})))
+    promoted = _set_primary(model, version, (*model.history, model.primary))
+    return plan.with_model(model_id, replace(promoted, traffic=MappingProxyType({})))
+
+
+def set_traffic(plan: PodPlan, model_id: str, weights: Mapping[str, int]) -> PodPlan:
+    """Split the requests naming no version at `weights` (empty: end the experiment)."""
+    model = plan.model(model_id)
+    if weights:
+        problem = traffic_problem(weights, model.versions)
+        if problem is not None:
+            error = NotFound if "not among the versions" in problem else BadRequest
+            raise error(f"model {model_id!r} traffic: {problem}")
+        failed = [v for v in sorted(weights) if weights[v] > 0 and v not in model.servable]
+        if failed:
+            raise Conflict(
+                f"model {model_id!r} version {failed[0]!r} {model.versions[failed[0]].failed}"
+            )
+    if dict(weights) == dict(model.traffic):
+        return plan
+    return plan.with_model(model_id, replace(model, traffic=MappingProxyType(dict(weights))))
 
 
 def rollback(plan: PodPlan, model_id: str) -> PodPlan:
-    """Go back to the newest earlier primary that the pod can still serve."""
-    model = plan.model(model_id)
+    """Go back to the newest earlier primary that the pod can still serve; ends an experiment."""
+    model = replace(plan.model(model_id), traffic=MappingProxyType({}))
     history = list(model.history)
     while history:
         candidate = history.pop()
@@ -218,6 +265,11 @@ def unload(plan: PodPlan, model_id: str, version: str) -> PodPlan:
         raise NotFound(f"model {model_id!r} has no version {version!r}")
     if version == model.primary:
         raise Conflict(f"model {model_id!r} version {version!r} is primary; promote another first")
+    if model.traffic.get(version):
+        raise Conflict(
+            f"model {model_id!r} version {version!r} has a share of the traffic; "
+            "change the traffic (or promote) first"
+        )
     versions = {v: s for v, s in model.versions.items() if v != version}
     history = tuple(v for v in model.history if v != version)
     return plan.with_model(

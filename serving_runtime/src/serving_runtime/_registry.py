@@ -20,6 +20,7 @@ from typing import Any
 from ._errors import ModelLoadError, NotFound, NotReady
 from ._model import SelfTestReport, ServedModel, artifact_digest, load_model
 from ._plan import ModelPlan, Plan, VersionSpec, plan_from_config
+from ._traffic import choose
 
 __all__ = [
     "Failure",
@@ -82,6 +83,15 @@ class ModelEntry:
         return entry if entry is not None and entry.passed else None
 
     @cached_property
+    def shares(self) -> dict[str, int]:
+        """The experiment's weights among the versions that serve here (empty: none runs)."""
+        return {
+            v: w
+            for v, w in self.plan.shares.items()
+            if v in self.versions and self.versions[v].passed
+        }
+
+    @cached_property
     def shadows(self) -> tuple[ServedModel, ...]:
         """The versions that see the primary's requests off the request path."""
         return tuple(
@@ -93,7 +103,7 @@ class ModelEntry:
         entry = self.versions[version]
         if not entry.passed:
             return "failed"
-        if version == self.plan.primary:
+        if version == self.plan.primary or version in self.shares:
             return "serving"
         return "shadow" if entry.spec.shadow else "loaded"
 
@@ -131,11 +141,21 @@ class Registry:
         """Every model has a serving version that passed its self-tests."""
         return bool(self._snapshot) and all(e.serving for e in self._snapshot.values())
 
-    def resolve(self, model_id: str, version: str | None) -> ServedModel:
-        """The version that answers a request for `model_id` (and `version`, when given)."""
+    def resolve(
+        self, model_id: str, version: str | None, routing_key: str | None = None
+    ) -> ServedModel:
+        """The version that answers a request for `model_id` (and `version`, when given).
+
+        In an experiment, a request naming no version gets one of the split's, by its
+        `routing_key` (the same key, the same version) or at random at the weights.
+        """
         entry = self._snapshot.get(model_id)
         if entry is None:
             raise NotFound(f"unknown model {model_id!r}")
+        if version is None and entry.shares:
+            chosen = entry.versions[choose(model_id, entry.shares, routing_key)]
+            assert chosen.model is not None  # shares holds passing versions only
+            return chosen.model
         if version is None:
             serving = entry.serving
             if serving is None:

@@ -311,6 +311,15 @@ class Follower:
                 "error", "version_unservable", model_id=model_id, version=version, problem=why
             )
             old, new = before.models.get(model_id), after.models.get(model_id)
+            if old is not None and new is not None and old.shares != new.shares and new.traffic:
+                self._log.event(
+                    "warning",
+                    "traffic_redistributed",
+                    model_id=model_id,
+                    version=version,
+                    weights=dict(new.traffic),
+                    shares=new.shares,
+                )
             if old is not None and new is not None and old.primary != new.primary:
                 self._log.event(
                     "warning",

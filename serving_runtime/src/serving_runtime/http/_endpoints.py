@@ -13,13 +13,23 @@ from serving_runtime._errors import BadRequest, Forbidden, PredictFailed
 from serving_runtime._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 from ._body import read_json_object
-from ._types import ADMIN, JSON, Context, Handler, Patterns, Request, Response, Routes
+from ._types import (
+    ADMIN,
+    JSON,
+    Context,
+    Handler,
+    Patterns,
+    Request,
+    Response,
+    Routes,
+    routing_key,
+)
 from ._watch import ClientWatch
 
 ADMIN_PATH = re.compile(
-    r"^/admin/models/(?P<model_id>[^/]+)/(?P<operation>promote|rollback|load|unload)$"
+    r"^/admin/models/(?P<model_id>[^/]+)/(?P<operation>promote|rollback|load|unload|traffic)$"
 )
-_INFER_FIELDS = frozenset({"model_id", "version", "features"})
+_INFER_FIELDS = frozenset({"model_id", "version", "features", "routing_key"})
 _METRICS = (b"content-type", METRICS_CONTENT_TYPE.encode())
 
 
@@ -47,7 +57,10 @@ class JsonFace:
         return [(ADMIN_PATH, admin)]
 
     async def infer(self, request: Request) -> Response:
-        """POST /infer: {"model_id", "version"?, "features"} -> the model's output."""
+        """POST /infer: {"model_id", "version"?, "features", "routing_key"?} -> the output.
+
+        `routing_key` (or the header x-routing-key) keeps a caller on one version of an
+        experiment."""
         request.inference = True
         payload = await read_json_object(request, self.settings)
         unknown = payload.keys() - _INFER_FIELDS
@@ -63,6 +76,9 @@ class JsonFace:
             raise BadRequest("version must be a string")
         if "features" not in payload:
             raise BadRequest("features is required")
+        key = payload.get("routing_key")
+        if key is not None and not isinstance(key, str):
+            raise BadRequest("routing_key must be a string")
         request.features = payload["features"]
         if self.dataplane.knows(model_id):
             request.model_id = model_id
@@ -73,6 +89,7 @@ class JsonFace:
             request.request_id,
             deadline=request.deadline,
             watch=ClientWatch(request.receive),
+            routing_key=key if key is not None else routing_key(request),
         )
         request.version = prediction.version
         body = {
@@ -111,7 +128,8 @@ class JsonFace:
         return 200, self.context.metrics.render(), [_METRICS]
 
     async def admin(self, request: Request) -> Response:
-        """POST /admin/models/{id}/{promote,rollback,load,unload}: admin socket or token only."""
+        """POST /admin/models/{id}/{promote,rollback,load,unload,traffic}: admin socket or
+        token only."""
         self._check_admin(request)
         model_id, operation = request.params
         request.model_id = model_id
@@ -120,7 +138,9 @@ class JsonFace:
         )
         payload = await read_json_object(request, self.settings) if has_body else {}
         arguments: dict[str, Any] = {}
-        if operation != "rollback":
+        if operation == "traffic":
+            arguments["weights"] = _weights(payload.get("weights"))
+        elif operation != "rollback":
             version = payload.get("version")
             if not isinstance(version, str) or not version:
                 raise BadRequest(f"{operation} needs a 'version' (string)")
@@ -150,3 +170,15 @@ class JsonFace:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
             raise Forbidden("admin calls over TCP need 'Authorization: Bearer <token>'")
+
+
+def _weights(given: Any) -> dict[str, int]:
+    """An experiment's weights from an admin body: {"v1": 90, "v2": 10}; null or {} ends it."""
+    if given is None:
+        return {}
+    if not isinstance(given, dict):
+        raise BadRequest('weights must be an object of version: weight, e.g. {"v1": 90}')
+    for version, weight in given.items():
+        if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
+            raise BadRequest(f"weight of {version!r} must be a whole number, 0 or more")
+    return dict(given)

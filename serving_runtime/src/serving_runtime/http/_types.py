@@ -51,6 +51,14 @@ def request_id_from(given: str | None) -> str:
     return given if given and _REQUEST_ID.match(given) else os.urandom(16).hex()
 
 
+ROUTING_KEY_HEADER = "x-routing-key"
+
+
+def routing_key(request: Request) -> str | None:
+    """The request's `x-routing-key` (None when absent or empty): one caller, one version."""
+    return request.headers.get(ROUTING_KEY_HEADER) or None
+
+
 @dataclass
 class Request:
     """One request as the handlers see it; model and version are filled in for the log."""

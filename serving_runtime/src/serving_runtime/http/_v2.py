@@ -42,6 +42,7 @@ from ._types import (
     Response,
     answerable,
     protocol_error_response,
+    routing_key,
 )
 from ._watch import ClientWatch
 
@@ -114,6 +115,7 @@ class V2Face:
             adapt=features_for,
             deadline=request.deadline,
             watch=ClientWatch(request.receive),
+            routing_key=routing_key(request),
         )
         request.version = prediction.version
         try:
