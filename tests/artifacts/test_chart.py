@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from serving_runtime._cli import _parser
+from serving_runtime._overrides import parse_overrides
 
 from .chart import one, render_chart
 from .conftest import KUBERNETES_VERSIONS, answers_of
@@ -198,6 +199,8 @@ BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
     ("network policy as a flag", {"networkPolicy": True}),
     ("misspelt primary", {"models": {"fraud": {"primay": "v2"}}}),
     ("model without a version", {"models": {"fraud": {}}}),
+    ("negative traffic weight", {"models": {"fraud": {"traffic": {"v1": 90, "v2": -10}}}}),
+    ("traffic weight as text", {"models": {"fraud": {"traffic": {"v2": "10%"}}}}),
 ]
 
 
@@ -224,6 +227,17 @@ def test_without_autoscaling_the_deployment_holds_the_replicas(render: Any) -> N
         == answers_of(render("default"))["min_replicas"]
     )
     assert not [m for m in manifests if m["kind"] == "HorizontalPodAutoscaler"]
+
+
+def test_traffic_in_the_models_value_is_an_experiment_the_runtime_reads(render: Any) -> None:
+    service = render("default")
+    model = answers_of(service)["model_id"]
+    # As `helm upgrade --set models.M.traffic.v1=90,models.M.traffic.v2=10` gives them.
+    values = {"models": {model: {"traffic": {"v1": 90, "v2": 10}}}}
+    overrides = one(render_chart(service, values), "ConfigMap", "-overrides")["data"]
+    parsed = parse_overrides(overrides["overrides.yaml"], "overrides.yaml")
+    assert parsed.models[model].traffic == {"v1": 90, "v2": 10}
+    assert parsed.models[model].primary is None
 
 
 def test_the_models_value_is_the_runtimes_watched_overrides_file(render: Any) -> None:
