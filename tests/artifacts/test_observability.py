@@ -189,6 +189,15 @@ def test_dashboard_shows_what_the_issue_asks_for(service: Path) -> None:
     } <= used  # fmt: skip
     quantiles = re.findall(r"histogram_quantile\((0\.\d+)", " ".join(_dashboard_exprs(service)))
     assert sorted(set(quantiles)) == ["0.5", "0.95", "0.99"]
+    # An experiment's arms side by side: traffic share, error ratio and p95, by version.
+    experiment = {
+        p["title"]: p["targets"][0]["expr"]
+        for p in _dashboard(service)["panels"]
+        if p["title"].startswith("Experiment: ")
+    }
+    assert len(experiment) == 3, experiment
+    for expr in experiment.values():
+        assert "by (model_id, version" in expr
 
 
 def _exported(observed: Observed) -> dict[str, dict[str, set[str]]]:
