@@ -41,6 +41,12 @@ _ROW = {
         {"type": "object", "additionalProperties": _NUMBER},
     ]
 }
+_ROUTING_KEY = {
+    "type": "string",
+    "description": "in an experiment (traffic split), the same key always reaches the same "
+    "version (as the header x-routing-key does); without either, a version at random at the "
+    "weights",
+}
 _INFER_REQUEST: dict[str, Any] = {
     "type": "object",
     "required": ["model_id", "features"],
@@ -48,6 +54,7 @@ _INFER_REQUEST: dict[str, Any] = {
     "properties": {
         "model_id": {"type": "string", "minLength": 1, "description": "the model to ask"},
         "version": {"type": "string", "description": "a version; the primary when absent"},
+        "routing_key": _ROUTING_KEY,
         "features": {
             "description": "one row (an object keyed by feature name, or a list of numbers in "
             "the declared order) or a list of rows; a model that declares no feature names "
@@ -74,6 +81,11 @@ _ADMIN_REQUEST = {
         "artifact": {"type": "string", "description": "load: artifact of a new version"},
         "class": {"type": "string", "description": "load: module:Class of a new version"},
         "shadow": {"type": "boolean", "description": "load: run it as a shadow"},
+        "weights": {
+            "type": ["object", "null"],
+            "additionalProperties": {"type": "integer", "minimum": 0},
+            "description": "traffic: each version's whole-number weight; {} or null ends it",
+        },
     },
 }
 _OBJECT = {"type": "object"}
@@ -178,6 +190,7 @@ def _typed_request(model_id: str, spec: FeatureSpec) -> dict[str, Any]:
         "properties": {
             "model_id": {"const": model_id},
             "version": {"type": "string", "description": "a version; the primary when absent"},
+            "routing_key": _ROUTING_KEY,
             "features": {
                 "description": f"one row or a list of rows of {model_id}'s features: {names}",
                 "oneOf": [row, {"type": "array", "items": row, "minItems": 1}],
