@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -37,7 +38,7 @@ from .conftest import CONFIG, Server, build_service, linear, running
 from .test_offload import metric, records, wait_for
 from .test_overrides import ConfigMapVolume, events, overrides_of
 from .test_overrides import settled as read_settled
-from .test_run_time_changes import settled, states
+from .test_run_time_changes import ready, settled, states
 
 HALF = {"v1": 50, "v2": 50}
 
@@ -323,3 +324,22 @@ def test_the_overrides_file_sets_the_weights(fresh_service: Path, tmp_path: Path
         wait_for(lambda: read_settled(server, digest))
         assert traffic_of(server) is None  # models.yaml's: no experiment
         assert {version_of(infer(server)) for _ in range(20)} == {"v1"}
+
+
+def test_a_worker_started_later_splits_as_the_others(fresh_service: Path) -> None:
+    with running(fresh_service, workers=2) as server:
+        wait_for(lambda: len(ready(server)) == 2)
+        call = server.post("/admin/models/linear/traffic", {"weights": {"v1": 0, "v2": 100}})
+        assert call.status_code == 200, call.text
+        before = ready(server)
+        os.kill(min(before), signal.SIGKILL)
+        wait_for(lambda: len(ready(server) - before) == 1)  # its replacement follows the plan
+        (replacement,) = ready(server) - before
+        said = [
+            r
+            for r in server.log_lines()
+            if r.get("event") == "worker_ready" and r["pid"] == replacement
+        ]
+        assert said
+        assert settled(server)["generation"] == said[-1]["generation"]
+        assert {version_of(infer(server, f"k{n}")) for n in range(20)} == {"v2"}
