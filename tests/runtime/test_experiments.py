@@ -22,6 +22,7 @@ import pytest
 
 from serving_runtime._config import load_config
 from serving_runtime._errors import BadRequest, ConfigError, Conflict, NotFound
+from serving_runtime._overrides import check_overrides
 from serving_runtime._plan import (
     ModelPlan,
     PodPlan,
@@ -343,3 +344,14 @@ def test_a_worker_started_later_splits_as_the_others(fresh_service: Path) -> Non
         assert said
         assert settled(server)["generation"] == said[-1]["generation"]
         assert {version_of(infer(server, f"k{n}")) for n in range(20)} == {"v2"}
+
+
+def test_check_overrides_tells_before_a_deploy_whether_the_weights_apply(tmp_path: Path) -> None:
+    config = load_config(build_service(tmp_path))
+    good = "models: {linear: {traffic: {v1: 90, v2: 10}}}"
+    assert check_overrides(config, good, "o.yaml") == {}
+    assert check_overrides(config, "models: {linear: {traffic: {v1: 90, v3: 10}}}", "o.yaml") == {
+        "linear": "model 'linear' traffic: 'v3' not among the versions (bad, v1, v2)"
+    }
+    (problem,) = check_overrides(config, "models: {linear: {traffic: {v1: -1}}}", "o.yaml").values()
+    assert "weight -1 is negative" in problem
