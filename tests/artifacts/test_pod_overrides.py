@@ -1,7 +1,7 @@
 """The one lever for which version serves: the chart's `models` value, the runtime's overrides
 file. A `helm upgrade` reaches the running pod as the kubelet brings it (a new folder, `..data`
-swapped), with no restart; a pod started later serves the same; removing it restores
-models.yaml's primary."""
+swapped), with no restart; a pod started later serves the same; an experiment's weights split
+the callers by routing key; removing it restores models.yaml's primary."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 import yaml
+
+from serving_runtime._traffic import choose
 
 from .conftest import Renders, answers_of, pod_runner
 from .test_pod import canary
@@ -73,6 +75,24 @@ def test_the_models_value_sets_the_version_in_running_pods_and_pods_started_late
             assert versions_answered(later_url, body) == {(200, "v2")}
         finally:
             later.delete()
+
+        # An experiment: --set models.M.traffic.v1=50,models.M.traffic.v2=50, through Envoy
+        # with a routing key per caller, each reaching the version any process computes.
+        half = {"v1": 50, "v2": 50}
+        split = runner.render(service, runner.merge(values, {"models": {model: {"traffic": half}}}))
+        pod.update(split)
+        pod.wait(lambda: settled(runtime_url, overrides(split)), 120, "splitting")
+        keys = [f"customer-{n}" for n in range(20)]
+        expected = {key: choose(model, half, key) for key in keys}
+        assert set(expected.values()) == {"v1", "v2"}
+        for key in keys:
+            answered = {
+                httpx.post(f"{url}/infer", json=body, headers={"x-routing-key": key}).json()[
+                    "version"
+                ]
+                for _ in range(3)
+            }
+            assert answered == {expected[key]}, key
 
         removed = runner.render(service, values)  # the value removed: models: {}
         pod.update(removed)
