@@ -238,6 +238,11 @@ def test_traffic_in_the_models_value_is_an_experiment_the_runtime_reads(render: 
     parsed = parse_overrides(overrides["overrides.yaml"], "overrides.yaml")
     assert parsed.models[model].traffic == {"v1": 90, "v2": 10}
     assert parsed.models[model].primary is None
+    # As the runbook ends it: --set models.M.primary=v2,models.M.traffic=null drops the weights.
+    ended = {"models": {model: {"primary": "v2", "traffic": None}}}
+    overrides = one(render_chart(service, ended), "ConfigMap", "-overrides")["data"]
+    parsed = parse_overrides(overrides["overrides.yaml"], "overrides.yaml")
+    assert (parsed.models[model].primary, parsed.models[model].traffic) == ("v2", None)
 
 
 def test_the_models_value_is_the_runtimes_watched_overrides_file(render: Any) -> None:
