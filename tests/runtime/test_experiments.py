@@ -263,6 +263,8 @@ def test_a_version_that_fails_its_self_tests_gets_no_traffic(tmp_path: Path) -> 
             "shares": {"v1": 50.0, "v2": 50.0},
         }
         assert states(server)["bad"]["state"] == "failed"
+        assert metric(server, "lls_traffic_share", model_id="linear", version="v1") == 0.5
+        assert metric(server, "lls_traffic_share", model_id="linear", version="bad") == 0
         (said,) = {json.dumps(e["shares"]) for e in events(server, "traffic_redistributed")}
         assert json.loads(said) == {"v1": 25, "v2": 25}
         for key in ("a", "b", "c", "d"):  # a key whose band was bad's goes elsewhere, stably
@@ -304,6 +306,7 @@ def test_admin_sets_the_weights_in_every_worker_and_a_promotion_ends_it(
         assert "traffic" not in promoted.json()
         settled(server)
         assert traffic_of(server) is None
+        assert metric(server, "lls_traffic_share") == 0  # no experiment: no share exported
         assert {version_of(infer(server, f"k{n}")) for n in range(20)} == {"v2"}
 
 

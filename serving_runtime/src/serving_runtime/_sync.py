@@ -331,21 +331,34 @@ class Follower:
 
 
 class PlanCollector:
-    """What the plan reports beyond each version's state: the refused parts of the overrides."""
+    """What the plan reports beyond each version's state: the refused parts of the overrides,
+    and the shares of an experiment."""
 
     def __init__(self, follower: Follower) -> None:
         self._follower = follower
 
     def collect(self) -> Iterator[Metric]:
-        """`lls_overrides_refused`, one sample per refused part ("" for the whole file)."""
+        """`lls_overrides_refused`, one sample per refused part ("" for the whole file), and
+        `lls_traffic_share`, one sample per version with a share."""
         refused = GaugeMetricFamily(
             "lls_overrides_refused",
             '1 for each model whose entry in the overrides file was refused (model_id "": '
             "the whole file); the reason is in /models and the log.",
             labels=["model_id"],
         )
+        shares = GaugeMetricFamily(
+            "lls_traffic_share",
+            "In an experiment, the share (0 to 1) of a model's requests naming no version that "
+            "each version takes now: its weight over those of the versions that serve.",
+            labels=["model_id", "version"],
+        )
         plan = self._follower.plan
         if plan is not None:
             for model_id in overrides_problems(plan):
                 refused.add_metric([model_id], 1.0)
+            for model_id, model in plan.models.items():
+                total = sum(model.shares.values())
+                for version, weight in model.shares.items():
+                    shares.add_metric([model_id, version], weight / total)
         yield refused
+        yield shares
