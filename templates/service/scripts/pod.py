@@ -3,6 +3,7 @@
 
     python3 dev.py pod                        # the chart's pod, Envoy on :8080
     python3 dev.py pod --set envoy.port=9000  # a chart value, as `helm upgrade --set` sets it
+    python3 dev.py pod --set envoy.enabled=false  # no sidecar: the runtime alone, on :8080
 
 The chart is rendered by Helm's own engine; then, as the kubelet does with the Deployment's pod:
 
@@ -590,10 +591,9 @@ def service_pod(
 ) -> Pod:
     """The pod of the service's chart, with `values` over values.yaml, ready to start."""
     chart = chart_values(service, values)
-    images = {
-        chart["image"]["repository"]: service_image(service, venv),
-        chart["envoy"]["image"]["repository"]: envoy_image(chart["envoy"]["image"]["tag"]),
-    }
+    images = {chart["image"]["repository"]: service_image(service, venv)}
+    if chart["envoy"].get("enabled", True):  # off where a service mesh brings its own proxy
+        images[chart["envoy"]["image"]["repository"]] = envoy_image(chart["envoy"]["image"]["tag"])
     return Pod(root.name, render(service, values), images, root, **kw)
 
 
@@ -632,7 +632,8 @@ def main(argv: list[str] | None = None) -> int:
             def show(event: Event) -> None:
                 print(f"{event.at - began:6.1f}s {event}", file=sys.stderr, flush=True)
                 if (event.container, event.what) == ("", "ready"):
-                    print(f"{url} is the pod's Envoy; Ctrl-C stops the pod", file=sys.stderr)
+                    what = "Envoy" if chart["envoy"].get("enabled", True) else "runtime"
+                    print(f"{url} is the pod's {what}; Ctrl-C stops the pod", file=sys.stderr)
 
             pod.on_event.append(show)
             pod.start()
