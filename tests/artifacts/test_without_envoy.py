@@ -208,6 +208,7 @@ def test_the_pod_without_envoy_runs_serves_and_stops_clean(render: Renders, pod_
         if pod.poll() is None:
             pod.kill()
         status = pod.wait()
+        pod.stderr.close()
     log = "".join(lines)
     assert status == 0, log
     started = re.findall(r"^ *[0-9.]+s (\w+): started \(", log, re.MULTILINE)

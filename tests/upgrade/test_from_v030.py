@@ -90,10 +90,13 @@ def test_the_upgraded_service_installs_from_its_lock_and_passes_its_tests(
 def test_the_alert_rules_move_into_the_chart_and_their_tests_pass(from_v030: Upgraded) -> None:
     files = from_v030.path / "chart" / "files"
     assert sorted(p.name for p in files.iterdir()) == [
-        "alerts.test.yaml", "alerts.yaml", "dashboard.json", "envoy.yaml",
+        "alerts-runtime.test.yaml", "alerts-runtime.yaml", "alerts.test.yaml", "alerts.yaml",
+        "dashboard.json", "envoy.yaml",
     ]  # fmt: skip
     assert not (from_v030.path / "observability").exists()
-    tested = run(["promtool", "test", "rules", "alerts.test.yaml"], cwd=files)
+    tested = run(
+        ["promtool", "test", "rules", "alerts.test.yaml", "alerts-runtime.test.yaml"], cwd=files
+    )
     assert tested.returncode == 0, tested.output
     runbook = f"https://github.com/example/{SERVICE}/blob/main/docs/runbook.md#"
     assert f"runbook_url: {runbook}modelnotready" in (files / "alerts.yaml").read_text()
