@@ -71,6 +71,7 @@ def test_without_envoy_the_runtime_alone_is_the_pods_way_in(service: Path) -> No
     assert named == {"http": port, "metrics": metrics_port}
     settings = one(manifests, "ConfigMap", "-runtime")["data"]
     assert settings["SERVING_RUNTIME_BIND"] == f"0.0.0.0:{port},0.0.0.0:{metrics_port}"
+    assert settings["SERVING_RUNTIME_METRICS_PORT"] == str(metrics_port)  # scrapes only there
     probes = {k: runtime[k]["httpGet"] for k in ("startupProbe", "readinessProbe", "livenessProbe")}
     assert {k: (p["path"], p["port"]) for k, p in probes.items()} == {
         "startupProbe": ("/readyz", port),
@@ -202,6 +203,8 @@ def test_the_pod_without_envoy_runs_serves_and_stops_clean(render: Renders, pod_
         metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics")
         assert metrics.status_code == 200
         assert 'lls_requests_total{model_id="' in metrics.text
+        # the scrape is not the callers': no /metrics through the Service's port
+        assert httpx.get(f"http://127.0.0.1:{port}/metrics").status_code == 404
         pod.send_signal(signal.SIGTERM)
         lines.extend(pod.stderr)
     finally:

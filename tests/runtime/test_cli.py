@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from serving_runtime.testing import check_selftests
+from serving_runtime.testing import check_selftests, free_port
 
 from .conftest import CONFIG, Server, build_service, running
 
@@ -190,3 +190,36 @@ def test_granian_serves_the_same_app_when_asked(fresh_service: Path) -> None:
             assert answer.json()["version"] == "v2"
         scrape = httpx.get(server.url + "/metrics").text
     assert 'lls_requests_total{model_id="linear",status="200",version="v1"} 1.0' in scrape
+
+
+def test_a_metrics_port_serves_metrics_alone_and_the_others_none(fresh_service: Path) -> None:
+    """`--metrics-port`, for a pod without a proxy in front: the scrape has a port of its own
+    and callers of the other port get no metrics (nor predictions on the metrics port)."""
+    metrics_port = free_port()
+    bind = ("--bind", f"127.0.0.1:{metrics_port}", "--metrics-port", str(metrics_port))
+    with running(fresh_service, *bind, workers=1) as server:
+        metrics = f"http://127.0.0.1:{metrics_port}"
+        scraped = httpx.get(f"{metrics}/metrics", timeout=30)
+        assert scraped.status_code == 200
+        names = {f.name for f in text_string_to_metric_families(scraped.text)}
+        assert "lls_model_ready" in names
+        refused = httpx.get(f"{server.url}/metrics", timeout=30)
+        assert refused.status_code == 404
+        assert refused.json()["error"]["code"] == "not_found"
+        assert str(metrics_port) in refused.json()["error"]["message"]
+        assert httpx.get(f"{server.url}/readyz", timeout=30).status_code == 200
+        body = {"model_id": "linear", "features": {"a": 2, "b": 3}}
+        assert httpx.post(f"{metrics}/infer", json=body, timeout=30).status_code == 404
+        assert httpx.get(f"{metrics}/readyz", timeout=30).status_code == 404
+        assert server.post("/infer", body).status_code == 200
+
+
+def test_a_metrics_port_that_is_no_binds_is_refused(fresh_service: Path) -> None:
+    port = free_port()
+    result = runtime(
+        "serve", "--config", str(fresh_service), "--bind", f"127.0.0.1:{port}",
+        "--metrics-port", str(port + 1),
+    )  # fmt: skip
+    assert result.returncode == 2
+    wanted = f"--metrics-port {port + 1} is the port of no --bind (127.0.0.1:{port})"
+    assert result.stderr.strip().splitlines()[-1].endswith(wanted), result.stderr

@@ -97,6 +97,14 @@ def _parser() -> argparse.ArgumentParser:
         "[$SERVING_RUNTIME_LATENCY_OBJECTIVE_MS]",
     )
     serve.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(_env("METRICS_PORT", "0")) or None,
+        help="the port of one --bind that serves /metrics alone, and the only one that serves "
+        "it (other paths are 404 there, /metrics is 404 on the others) "
+        "[$SERVING_RUNTIME_METRICS_PORT]",
+    )
+    serve.add_argument(
         "--server",
         choices=["gunicorn", "granian"],
         default=_env("SERVER", "gunicorn"),
@@ -339,6 +347,11 @@ def _serve(args: argparse.Namespace) -> int:
         max_requests=args.max_requests,
         server=args.server,
     )
+    ports = {bind.rpartition(":")[2] for bind in binds if not bind.startswith("unix:")}
+    if args.metrics_port is not None and str(args.metrics_port) not in ports:
+        raise ServingRuntimeError(
+            f"--metrics-port {args.metrics_port} is the port of no --bind ({', '.join(binds)})"
+        )
     http = HttpSettings(
         max_body_bytes=args.max_body_bytes,
         log_features=args.log_features,
@@ -347,6 +360,7 @@ def _serve(args: argparse.Namespace) -> int:
         body_timeout=float(args.body_timeout),
         request_timeout=args.request_timeout,
         latency_objective_ms=objective,
+        metrics_port=args.metrics_port,
     )
     serve(config.resolve(), server, http)
     return 0

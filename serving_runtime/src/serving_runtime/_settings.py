@@ -22,6 +22,10 @@ class HttpSettings:
     # The latency objective (ms): one bound of the latency histogram, so alerts can count
     # the requests over it exactly.
     latency_objective_ms: int | None = None
+    # The port of one bind that serves /metrics alone, and the only one that serves it: the
+    # scrape stays off the callers' port where no proxy in front refuses it (the chart's pod
+    # without Envoy). None: /metrics on every bind.
+    metrics_port: int | None = None
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,13 @@ class App:
         scope = request.scope
         if scope["http_version"] == "1.1" and "host" not in request.headers:
             raise BadRequest("an HTTP/1.1 request needs a Host header")
+        metrics_port = self.settings.metrics_port
+        port = (scope.get("server") or (None, None))[1]  # None on a Unix socket
+        if metrics_port is not None and port is not None:
+            if port == metrics_port and request.path != "/metrics":
+                raise NotFound(f"only /metrics is served on the metrics port, not {request.path}")
+            if port != metrics_port and request.path == "/metrics":
+                raise NotFound(f"metrics are scraped on port {metrics_port}, not on this one")
         methods = self.routes.get(request.path)
         if methods is None:
             for pattern, candidates in self.patterns:
