@@ -117,7 +117,12 @@ def upgrade(
             _copier.update(package, plan.release, plan.answers, clone / inside)
         with steps.step("Checking for conflicts"):
             conflicts = _merge_again(package, plan, clone=clone, inside=inside, work=work)
-            result = _described(plan, clone, conflicts, dry_run=dry_run)
+            prefix = "" if inside == "." else f"{inside}/"
+            moves = tuple(
+                (prefix + a, prefix + b)
+                for a, b in _service.renames(package, service.release, plan.release)
+            )
+            result = _described(plan, clone, conflicts, moves, dry_run=dry_run)
         if dry_run:
             return result
         message = _commit_message(package, result)
@@ -173,16 +178,25 @@ def _plan(
 
 
 def _described(
-    plan: _Plan, clone: Path, conflicts: tuple[Conflict, ...], *, dry_run: bool
+    plan: _Plan,
+    clone: Path,
+    conflicts: tuple[Conflict, ...],
+    moves: tuple[tuple[str, str], ...],
+    *,
+    dry_run: bool,
 ) -> Upgrade:
-    """Everything but the conflicts staged in the clone, and the result described."""
+    """Everything but the conflicts staged in the clone, and the result described.
+
+    `moves` are the files the releases' migrations moved: renamed, however much the release
+    also changed them (git's rename detection alone misses a file changed by half or more).
+    """
     stuck = leftover_rejects(clone)
     if stuck:
         raise LlsError(f"Copier could not merge {', '.join(stuck)}; upgrade this service by hand")
     git(clone, "add", "--all", "--", *_outside(conflicts))
     status = git(clone, "diff", "--cached", "--name-status", "-M", "HEAD")
     diff = git(clone, "diff", "--cached", "-M", "--stat", "--patch", "HEAD")
-    added, changed, removed, renamed = _summarize(status)
+    added, changed, removed, renamed = _summarize(status, moves)
     return Upgrade(
         path=plan.service.path,
         from_release=plan.service.release,
@@ -294,7 +308,7 @@ def _check_new_branch(top: Path, branch: str) -> None:
 
 
 def _summarize(
-    status: str,
+    status: str, moves: tuple[tuple[str, str], ...] = ()
 ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...]]:
     added, changed, removed, renamed = [], [], [], []
     for line in status.splitlines():
@@ -307,6 +321,11 @@ def _summarize(
             removed.append(paths[0])
         else:
             changed.append(paths[0])
+    for source, target in moves:
+        if source in removed and target in added:
+            removed.remove(source)
+            added.remove(target)
+            renamed.append((source, target))
     return tuple(added), tuple(changed), tuple(removed), tuple(renamed)
 
 
