@@ -67,6 +67,8 @@ def test_no_preload_loads_every_model_after_fork_and_none_in_the_master(tmp_path
     with running(config, "--no-preload", workers=2) as server:
         # listening once it has loaded its models: a job sent before would be dropped
         wait_for(lambda: len(pids_of(server, "offload_started")) == 1)
+        # and both workers follow the plan (Gunicorn spawns them some time apart)
+        wait_for(lambda: len(pids_of(server, "worker_ready")) == 2)
         answer = httpx.post(
             server.url + "/infer", json={"model_id": "linear", "features": [1, 2]}, timeout=30
         )
@@ -74,7 +76,7 @@ def test_no_preload_loads_every_model_after_fork_and_none_in_the_master(tmp_path
         # the shadow ran in the background process, on its own loaded copy of v2
         wait_for(lambda: metric(server, "lls_shadow_comparisons_total") == 1)
         (master,) = pids_of(server, "Listening at")
-        workers = pids_of(server, "Booting worker")
+        workers = pids_of(server, "worker_ready")
         (offload,) = pids_of(server, "offload_started")
         # killed, it is forked again from the master, which still has no model: it loads them
         os.kill(offload, signal.SIGKILL)
