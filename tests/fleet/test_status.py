@@ -10,11 +10,15 @@ import json
 
 import pytest
 
+from tests.scaffolder.conftest import RELEASES as TEMPLATE_RELEASES
 from tests.upgrade.conftest import git, snapshot
 
-from .conftest import CONFLICTING, NEWEST, RELEASES, SERVICES, Fleet, refs
+from .conftest import CONFLICTING, NEWEST, SERVICES, Fleet, refs
 
 pytestmark = pytest.mark.slow
+
+# Every release of the template, oldest first (the fleet skips some).
+TAGS = [f"v{release['version']}" for release in TEMPLATE_RELEASES]
 
 
 def test_status_shows_each_service_lag_truthfully(fleet: Fleet) -> None:
@@ -30,7 +34,7 @@ def test_status_shows_each_service_lag_truthfully(fleet: Fleet) -> None:
         path = fleet.service(service.name)
         assert row["path"] == row["source"] == str(path)
         assert (row["team"], row["template_version"]) == (service.team, service.release)
-        assert row["releases_behind"] == len(RELEASES) - 1 - RELEASES.index(service.release)
+        assert row["releases_behind"] == len(TAGS) - 1 - TAGS.index(service.release)
         assert row["runtime_version"] == service.release.removeprefix("v")
         last = git(path, "log", "-1", "--format=%cs", "--", ".copier-answers.yml").strip()
         assert row["last_upgrade"] == last
@@ -50,8 +54,8 @@ def test_status_shows_each_service_lag_truthfully(fleet: Fleet) -> None:
             service.release.removeprefix("v"),
         ]
     assert lines[-1] == (
-        f"20 service(s): 5 on {NEWEST} (the newest), 15 behind (5 at v0.1.0, 5 at v0.2.0, "
-        "5 at v0.3.0)."
+        f"20 service(s): 5 on {NEWEST} (the newest), 15 behind (5 at v0.1.0, 5 at v0.3.0, "
+        "5 at v0.4.0)."
     )
 
     as_csv = fleet("fleet", "status", fleet.services, "--csv")

@@ -17,7 +17,9 @@ from .conftest import (
     BRANCH,
     MODEL_EDIT,
     NEW,
+    NEW_RUNTIME,
     OLD,
+    OLD_RUNTIME,
     PACKAGE,
     SERVICE,
     Origin,
@@ -120,7 +122,7 @@ def test_resolved_with_git_mergetool_then_continued(
     log = git(service, "log", "--format=%s", "main..HEAD").splitlines()
     assert log == [f"Upgrade {SERVICE} to the lls service template {NEW} (from {OLD})"]
     body = git(service, "log", "-1", "--format=%b")
-    assert "Serving runtime 0.1.0 -> 0.4.0." in body
+    assert f"Serving runtime {OLD_RUNTIME} -> {NEW_RUNTIME}." in body
     readme = (service / "README.md").read_text()
     assert TEAM_LINE in readme
     assert NEW_LINE in readme
