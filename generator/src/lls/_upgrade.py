@@ -116,11 +116,13 @@ def upgrade(
         ):
             _copier.update(package, plan.release, plan.answers, clone / inside)
         with steps.step("Checking for conflicts"):
-            conflicts = _merge_again(package, plan, clone=clone, inside=inside, work=work)
             prefix = "" if inside == "." else f"{inside}/"
             moves = tuple(
                 (prefix + a, prefix + b)
                 for a, b in _service.renames(package, service.release, plan.release)
+            )
+            conflicts = _merge_again(
+                package, plan, clone=clone, inside=inside, moves=moves, work=work
             )
             result = _described(plan, clone, conflicts, moves, dry_run=dry_run)
         if dry_run:
@@ -233,20 +235,26 @@ def _current(service: _service.Service, release: Release, dry_run: bool) -> Upgr
 
 
 def _merge_again(
-    package: Shipped, plan: _Plan, *, clone: Path, inside: str, work: Path
+    package: Shipped,
+    plan: _Plan,
+    *,
+    clone: Path,
+    inside: str,
+    moves: tuple[tuple[str, str], ...],
+    work: Path,
 ) -> tuple[Conflict, ...]:
-    """Keep deleted what the team deleted and a migration renamed; merge conflicts again."""
+    """Keep deleted what the team deleted and a migration renamed (`moves`, paths in `clone`);
+    merge conflicts again."""
     service, release = plan.service, plan.release
-    prefix = "" if inside == "." else f"{inside}/"
     head = set(git(clone, "ls-tree", "-r", "--name-only", "-z", "HEAD").split("\0"))
     moved_from = {}
-    for old, new in _service.renames(package, service.release, release):
-        moved_from[prefix + new] = prefix + old
-        if prefix + old not in head and prefix + new not in head:
+    for old, new in moves:
+        moved_from[new] = old
+        if old not in head and new not in head:
             # The team deleted the file before the release renamed it: it stays deleted.
-            (clone / prefix / new).unlink(missing_ok=True)
-            if succeeds(clone, "ls-files", "--error-unmatch", "--", prefix + new):
-                git(clone, "rm", "--quiet", "--cached", "--", prefix + new)
+            (clone / new).unlink(missing_ok=True)
+            if succeeds(clone, "ls-files", "--error-unmatch", "--", new):
+                git(clone, "rm", "--quiet", "--cached", "--", new)
     base = work / "base"
 
     def render_base() -> Path:
