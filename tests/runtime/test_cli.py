@@ -223,3 +223,18 @@ def test_a_metrics_port_that_is_no_binds_is_refused(fresh_service: Path) -> None
     assert result.returncode == 2
     wanted = f"--metrics-port {port + 1} is the port of no --bind (127.0.0.1:{port})"
     assert result.stderr.strip().splitlines()[-1].endswith(wanted), result.stderr
+
+
+def test_granian_with_two_binds_is_refused_in_one_line(fresh_service: Path) -> None:
+    """granian listens on one address: a second (a pod without Envoy binds one for metrics)
+    is a usage error, not a traceback."""
+    port = free_port()
+    binds = [f"127.0.0.1:{port}", f"127.0.0.1:{port + 1}"]
+    result = runtime(
+        "serve", "--config", str(fresh_service), "--server", "granian", "--admin-token", "t",
+        "--bind", binds[0], "--bind", binds[1], "--metrics-port", str(port + 1),
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    wanted = f"--server granian serves one --bind, not 2 ({binds[0]}, {binds[1]})"
+    assert wanted in result.stderr.strip().splitlines()[-1], result.stderr

@@ -336,6 +336,11 @@ def _serve(args: argparse.Namespace) -> int:
         raise ServingRuntimeError(
             "--server granian binds no admin socket: admin calls need --admin-token there"
         )
+    elif len(binds) != 1:  # granian listens on one address (so no --metrics-port of its own)
+        raise ServingRuntimeError(
+            f"--server granian serves one --bind, not {len(binds)} ({', '.join(binds)}): "
+            "a second port (e.g. for --metrics-port) needs --server gunicorn"
+        )
     server = ServerSettings(
         bind=tuple(binds),
         workers=args.workers,
