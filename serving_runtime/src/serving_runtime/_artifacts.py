@@ -16,6 +16,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import urlsplit
 
 from ._errors import ArtifactError
@@ -23,6 +24,7 @@ from ._errors import ArtifactError
 SCHEMES = {"https": "http", "http": "http", "s3": "s3", "gs": "gcs"}  # scheme -> extra
 CACHE_ENV = "SERVING_RUNTIME_ARTIFACT_CACHE"
 _CHUNK = 1 << 20
+_STALL_SECONDS = 30.0  # a read that gets no byte for this long fails
 
 
 def is_uri(artifact: str) -> bool:
@@ -54,11 +56,19 @@ def cached_path(uri: str, sha256: str, cache: Path) -> Path:
     return cache / sha256 / PurePosixPath(urlsplit(uri).path).name
 
 
-def fetch_artifact(uri: str, sha256: str, cache: Path) -> tuple[Path, bool]:
+def fetch_artifact(
+    uri: str,
+    sha256: str,
+    cache: Path,
+    *,
+    max_bytes: int | None = None,
+    timeout: float | None = None,
+) -> tuple[Path, bool]:
     """The local copy of `uri` (fetched now unless the cache has it) and whether it was fetched.
 
-    Raises ArtifactError when it cannot be read or its bytes do not have `sha256`; nothing is
-    left in the cache then.
+    Raises ArtifactError when it cannot be read, is over `max_bytes`, takes longer than
+    `timeout` seconds (for http(s): the whole transfer; a stalled read after 30 s) or its
+    bytes do not have `sha256`; nothing is left in the cache then.
     """
     target = cached_path(uri, sha256, cache)
     if target.is_file() and _digest(target) == sha256:
@@ -74,8 +84,13 @@ def fetch_artifact(uri: str, sha256: str, cache: Path) -> tuple[Path, bool]:
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".partial-")
     try:
         whole = hashlib.sha256()
-        with os.fdopen(handle, "wb") as out, fsspec.open(uri, "rb") as source:
+        read = 0
+        options = _bounded_options(scheme, timeout)
+        with os.fdopen(handle, "wb") as out, fsspec.open(uri, "rb", **options) as source:
             while chunk := source.read(_CHUNK):
+                read += len(chunk)
+                if max_bytes is not None and read > max_bytes:
+                    raise ArtifactError(f"{uri} is larger than the {max_bytes} bytes allowed")
                 whole.update(chunk)
                 out.write(chunk)
         found = whole.hexdigest()
@@ -96,6 +111,19 @@ def fetch_artifact(uri: str, sha256: str, cache: Path) -> tuple[Path, bool]:
             with contextlib.suppress(OSError):  # another fetch may be writing there
                 target.parent.rmdir()
     return target, True
+
+
+def _bounded_options(scheme: str, timeout: float | None) -> dict[str, Any]:
+    """fsspec options that bound a transfer in time: http(s) streams (never a whole body in
+    memory) under aiohttp's timeouts; S3's and GCS's clients have read timeouts of their own."""
+    if timeout is None or SCHEMES.get(scheme) != "http":
+        return {}
+    import aiohttp
+
+    limits = aiohttp.ClientTimeout(
+        total=timeout, sock_connect=min(timeout, _STALL_SECONDS), sock_read=_STALL_SECONDS
+    )
+    return {"block_size": 0, "client_kwargs": {"timeout": limits}}
 
 
 def _digest(path: Path) -> str:

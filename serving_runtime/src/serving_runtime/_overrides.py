@@ -29,8 +29,16 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ._config import Name, ServiceConfig, Weight, describe_validation_error, traffic_problem
-from ._plan import OverridesStatus, PodPlan, set_primary
+from ._artifacts import check_uri, is_uri
+from ._config import (
+    ClassPath,
+    Name,
+    ServiceConfig,
+    Weight,
+    describe_validation_error,
+    traffic_problem,
+)
+from ._plan import ModelPlan, OverridesStatus, PodPlan, VersionSpec, set_primary
 
 OVERRIDES_ENV = "SERVING_RUNTIME_OVERRIDES"
 FileKey = tuple[int, int, int, int]
@@ -40,8 +48,46 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class DeclaredVersion(_Frozen):
+    """A version the overrides file adds, by the URI of its artifact: fetched, self-tested,
+    and only then served (see `_delivery.py`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    artifact: str = Field(
+        description="An https://, http://, s3:// or gs:// URI of the artifact (its sha256, not "
+        "the transport, vouches for the bytes)."
+    )
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="The artifact's sha256, in hex.")
+    class_path: ClassPath | None = Field(
+        default=None,
+        alias="class",
+        description="module:Class serving it, one models.yaml names (default: the model's).",
+    )
+    shadow: bool = Field(
+        default=False, description="Run it as a shadow of the primary instead of serving it."
+    )
+
+    @field_validator("artifact")
+    @classmethod
+    def _a_uri(cls, value: str) -> str:
+        if not is_uri(value):
+            raise ValueError(
+                f"{value!r} is not a URI: a version declared here is fetched "
+                "(https://, http://, s3:// or gs://); files in the image go in models.yaml"
+            )
+        check_uri(value)
+        return value
+
+
 class ModelOverride(_Frozen):
     """What the overrides file sets for one model."""
+
+    versions: dict[Name, DeclaredVersion] = Field(
+        default_factory=dict,
+        description="Versions added without an image build, by artifact URI and sha256; "
+        "removing one stops serving it.",
+    )
 
     primary: Name | None = Field(
         default=None,
@@ -51,8 +97,14 @@ class ModelOverride(_Frozen):
     traffic: dict[Name, Weight] | None = Field(
         default=None,
         description="An experiment's weights by version, instead of models.yaml's traffic "
-        "(e.g. {v1: 90, v2: 10}); {} ends the experiment models.yaml starts.",
+        "(e.g. {v1: 90, v2: 10}); {} ends the experiment models.yaml starts; null (or no "
+        "key) leaves models.yaml's.",
     )
+
+    @field_validator("versions", mode="before")
+    @classmethod
+    def _no_versions_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
 
 
 class OverridesConfig(_Frozen):
@@ -128,8 +180,23 @@ class OverridesFile:
 CanServe = Callable[[str, str], str | None]
 
 
-def apply_overrides(plan: PodPlan, overrides: Overrides, path: str, can_serve: CanServe) -> PodPlan:
-    """The plan with `overrides` applied over it; unchanged if that content is already applied."""
+# The versions the overrides file declares, as fetched and self-tested (a spec with `failed` set
+# when that failed), by model id and version.
+Delivered = Mapping[str, Mapping[str, VersionSpec]]
+
+
+def apply_overrides(
+    plan: PodPlan,
+    overrides: Overrides,
+    path: str,
+    can_serve: CanServe,
+    delivered: Delivered = MappingProxyType({}),
+) -> PodPlan:
+    """The plan with `overrides` applied over it; unchanged if that content is already applied.
+
+    Versions the file declares take their spec from `delivered` (or keep the one the plan has,
+    when fetched before); versions it declared before and no longer does leave the plan.
+    """
     if overrides.digest == plan.overrides.digest and plan.overrides.path == path:
         return plan
     if overrides.problem is not None:  # the whole file is refused: nothing changes
@@ -142,8 +209,9 @@ def apply_overrides(plan: PodPlan, overrides: Overrides, path: str, can_serve: C
     }
     for model_id, model in plan.models.items():
         entry = overrides.models.get(model_id)
+        changed, clash = _with_declared(model, entry, delivered.get(model_id, {}))
         asked = entry.primary if entry is not None else None
-        changed = replace(model, asked=asked, refused=None)
+        changed = replace(changed, asked=asked, refused=None)
         wanted = asked if asked is not None else model.configured
         why = _why_not(model_id, changed.versions, wanted, can_serve)
         if why is not None:
@@ -158,8 +226,42 @@ def apply_overrides(plan: PodPlan, overrides: Overrides, path: str, can_serve: C
             changed = replace(changed, refused="; ".join(reasons))
         else:
             changed = replace(changed, traffic=MappingProxyType(dict(weights)))
+        if clash is not None:
+            reasons = [r for r in (clash, changed.refused) if r is not None]
+            changed = replace(changed, refused="; ".join(reasons))
         plan = plan.with_model(model_id, changed)
     return replace(plan, overrides=OverridesStatus(path, overrides.digest, problems))
+
+
+def _with_declared(
+    model: ModelPlan, entry: ModelOverride | None, delivered: Mapping[str, VersionSpec]
+) -> tuple[ModelPlan, str | None]:
+    """`model` with the versions `entry` declares (and none it no longer declares), and why
+    some declared version could not be added (its name is one models.yaml or admin gave)."""
+    declared = dict(entry.versions) if entry is not None else {}
+    taken = sorted(v for v in declared if v in model.versions and not model.versions[v].declared)
+    versions = {v: s for v, s in model.versions.items() if not s.declared or v in declared}
+    for version, wanted in declared.items():
+        if version in taken:
+            continue
+        spec = delivered.get(version) or versions.get(version)
+        if spec is None:  # not delivered yet: it cannot serve, so it is not in the plan
+            continue
+        versions[version] = replace(spec, shadow=wanted.shadow)
+    history = tuple(v for v in model.history if v in versions)
+    changed = replace(model, versions=MappingProxyType(versions), history=history)
+    if changed.primary not in versions:  # a declared primary dropped: models.yaml's again
+        fallback = model.configured if model.configured in versions else next(iter(versions))
+        changed = replace(changed, primary=fallback)
+    if changed.traffic and set(changed.traffic) - set(versions):
+        changed = replace(changed, traffic=MappingProxyType({}))
+    clash = None
+    if taken:
+        clash = (
+            f"version(s) {', '.join(map(repr, taken))} already declared by models.yaml or "
+            "loaded at run time: declare a new version under another name"
+        )
+    return changed, clash
 
 
 def _why_not(
@@ -208,14 +310,35 @@ def check_overrides(config: ServiceConfig, text: str, where: str) -> dict[str, s
     except ValueError as exc:
         return {"": str(exc)}
     problems = {}
+    classes = named_classes(config)
     for model_id, entry in parsed.models.items():
+        declared = entry.versions
         model = config.models.get(model_id)
         if model is None:
             problems[model_id] = f"unknown model {model_id!r}"
-        elif entry.primary is not None and entry.primary not in model.versions:
+        elif taken := sorted(set(entry.versions) & set(model.versions)):
+            problems[model_id] = (
+                f"version(s) {', '.join(map(repr, taken))} already declared by models.yaml: "
+                "declare a new version under another name"
+            )
+        elif entry.primary is not None and entry.primary not in {**model.versions, **declared}:
             problems[model_id] = f"model {model_id!r} has no version {entry.primary!r}"
+        elif unknown := sorted(
+            v for v, d in declared.items() if (d.class_path or model.class_path) not in classes
+        ):
+            problems[model_id] = (
+                f"model {model_id!r} version {unknown[0]!r}: its class is not one models.yaml names"
+            )
         elif entry.traffic:
-            problem = traffic_problem(entry.traffic, model.versions)
+            problem = traffic_problem(entry.traffic, {**model.versions, **entry.versions})
             if problem is not None:
                 problems[model_id] = f"model {model_id!r} traffic: {problem}"
     return problems
+
+
+def named_classes(config: ServiceConfig) -> set[str]:
+    """The classes models.yaml names: the only ones a declared version may use."""
+    classes = {model.class_path for model in config.models.values()}
+    for model in config.models.values():
+        classes |= {model.class_for(version) for version in model.versions}
+    return classes

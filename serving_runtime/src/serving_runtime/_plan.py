@@ -36,6 +36,7 @@ class VersionSpec:
     revision: str | None = None
     failed: str | None = None  # why the pod does not serve it; a new load clears it
     uri: str | None = None  # where `serving-runtime fetch` got the artifact from, if fetched
+    declared: bool = False  # added by the overrides file (by URI): it goes when the file drops it
 
     @property
     def source(self) -> tuple[str, str | None, str | None, str | None]:
@@ -52,6 +53,7 @@ class VersionSpec:
             "revision": self.revision,
             "failed": self.failed,
             "uri": self.uri,
+            "declared": self.declared,
         }
 
     @classmethod
@@ -65,6 +67,7 @@ class VersionSpec:
             data.get("revision"),
             data.get("failed"),
             data.get("uri"),
+            bool(data.get("declared", False)),
         )
 
 

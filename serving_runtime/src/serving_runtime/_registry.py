@@ -207,6 +207,8 @@ class Registry:
                 kept = old.versions.get(version) if old else None
                 if kept is None or kept.spec.source != spec.source:
                     kept = self._take_prepared(model_id, version, spec)
+                    if kept is None and spec.declared and spec.failed is not None:
+                        kept = VersionEntry(version, spec, error=spec.failed)  # never loadable
                     if kept is None:
                         kept = self._load_entry(model_id, version, spec)
                 if kept.spec != spec:  # its role or pod-wide state changed: same model

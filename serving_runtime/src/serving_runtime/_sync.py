@@ -30,8 +30,16 @@ import orjson
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ._config import ServiceConfig
+from ._delivery import Delivery, needed
 from ._logs import JsonLog
-from ._overrides import OVERRIDES_ENV, OverridesFile, apply_overrides, overrides_problems
+from ._overrides import (
+    OVERRIDES_ENV,
+    Delivered,
+    Overrides,
+    OverridesFile,
+    apply_overrides,
+    overrides_problems,
+)
 from ._plan import PodPlan, mark_failed, plan_from_config
 from ._registry import Failure, Registry
 
@@ -194,12 +202,21 @@ class Follower:
         self._log = log
         self._pid = 0  # the process whose thread this is: a fork starts its own
         self._start_lock = threading.Lock()
-        self._applying = threading.Lock()
+        self._applying = threading.RLock()
         self._wake = threading.Event()
         self._seen_plan: FileKey | None = None
         self._seen_overrides: tuple[int, ...] | None = None
         self._reported: int | None = None  # the generation this process last said it serves
         self._last_complaint = 0.0
+        self.delivery = Delivery(
+            config,
+            registry,
+            log,
+            store.folder,
+            apply=self._apply_read,
+            catch_up=self.catch_up,
+            current=store.read,
+        )
 
     @property
     def running(self) -> bool:
@@ -213,7 +230,7 @@ class Follower:
         with self._start_lock:
             if self._pid == os.getpid():
                 return
-            self._applying = threading.Lock()
+            self._applying = threading.RLock()
             self._wake = threading.Event()
             self._reported = None
             self._pid = os.getpid()
@@ -267,17 +284,33 @@ class Follower:
         key = self.overrides.key()
         if key == self._seen_overrides and self.plan is not None:
             return
-        self._seen_overrides = key
         read = self.overrides.read()
         path = str(self.overrides.path)
         before = self.store.read()
         if before.overrides.digest == read.digest and before.overrides.path == path:
+            self._seen_overrides = key
             return
+        wanted = needed(read, before) if read.problem is None else []
+        if not wanted:
+            self._apply_read(read, {})
+            self._seen_overrides = key
+        elif not self.running:  # starting: the pod serves what the file says before it is ready
+            self.delivery.run(read, wanted)
+            self._seen_overrides = key
+        else:  # fetched off this thread: the plan's other changes go on meanwhile
+            self.delivery.start(read, wanted, self.wake)
+
+    def _apply_read(self, read: Overrides, delivered: Delivered) -> None:
+        """Apply this content of the overrides file, unless it is stale or applied already."""
+        assert self.overrides is not None
+        path = str(self.overrides.path)
+        if self.overrides.read().digest != read.digest:
+            return  # the file changed again: the next turn takes the new content in
         applied = False  # by this process: another may have applied it since `before`, and logs
 
         def edit(plan: PodPlan) -> PodPlan:
             nonlocal applied
-            edited = apply_overrides(plan, read, path, self._why_not)
+            edited = apply_overrides(plan, read, path, self._why_not, delivered)
             applied = edited is not plan
             return edited
 

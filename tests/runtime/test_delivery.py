@@ -1,0 +1,211 @@
+"""Versions declared by the overrides file, by artifact URI and sha256: a running server fetches
+each from a real HTTP server, self-tests it, and only then gives it traffic, in every worker and
+in workers forked later; one that cannot be fetched or fails its self-tests never serves and is
+reported; a slow download holds up neither the requests nor the admin interface."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import json
+import os
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from serving_runtime._config import load_config
+from serving_runtime._overrides import check_overrides
+from serving_runtime._traffic import choose
+
+from .conftest import Server, running
+from .test_artifacts import _Quiet
+from .test_offload import metric, wait_for
+from .test_overrides import ConfigMapVolume, events, settled
+from .test_run_time_changes import ready, states, workers
+
+V4 = json.dumps({"a": 5, "b": 0}).encode()  # passes the canary (5 at (1, 2)); 5 at (1, 0)
+WRONG = json.dumps({"a": 2, "b": 2}).encode()  # 6 at (1, 2): misses the canary
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A plain HTTP server over a folder of artifacts: its URL and the folder."""
+    folder = tmp_path / "host"
+    folder.mkdir()
+    handler = functools.partial(_Quiet, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", folder
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def declaring(uri: str, digest: str, **entry: Any) -> dict[str, Any]:
+    return {
+        "models": {"linear": {"versions": {"v4": {"artifact": uri, "sha256": digest}}, **entry}}
+    }
+
+
+def version_for(server: Server, key: str) -> str:
+    answer = httpx.post(
+        server.url + "/infer",
+        json={"model_id": "linear", "features": [1, 0], "routing_key": key},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    version: str = answer.json()["version"]
+    return version
+
+
+def keys_reach(server: Server, weights: dict[str, int], count: int = 40) -> bool:
+    return all(
+        version_for(server, f"customer-{n}") == choose("linear", weights, f"customer-{n}")
+        for n in range(count)
+    )
+
+
+def test_a_declared_version_is_fetched_self_tested_then_takes_its_share_everywhere(
+    fresh_service: Path, tmp_path: Path, host: tuple[str, Path]
+) -> None:
+    url, folder = host
+    (folder / "linear-v4.json").write_bytes(V4)
+    volume = ConfigMapVolume(tmp_path / "overrides")
+    volume.write({})
+    with running(fresh_service, "--overrides", str(volume.path), workers=2) as server:
+        wait_for(lambda: len(ready(server)) == 2)
+        weights = {"v1": 50, "v4": 50}
+        asked = declaring(f"{url}/linear-v4.json", sha256(V4), traffic=weights)
+        digest = volume.write(asked)
+        wait_for(lambda: settled(server, digest))
+        assert states(server)["v4"]["state"] == "serving"
+        assert keys_reach(server, weights)
+        fetched = events(server, "version_delivered")
+        assert [(e["version"], e["fetched"]) for e in fetched] == [("v4", True)]
+        assert len(events(server, "version_fetching")) == 1  # one process fetched, for all
+        requests = _Quiet.served.count("/linear-v4.json")
+        assert metric(server, "lls_model_selftest_passed", version="v4") == 1
+
+        before = workers(server)  # workers forked later load it from the cache, at once
+        for pid in before:
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: len(ready(server) - before) == 2)
+        assert keys_reach(server, weights)
+        assert _Quiet.served.count("/linear-v4.json") == requests
+
+        promoted = volume.write(declaring(f"{url}/linear-v4.json", sha256(V4), primary="v4"))
+        wait_for(lambda: settled(server, promoted))
+        assert {version_for(server, f"k{n}") for n in range(10)} == {"v4"}
+
+        rolled_back = volume.write({})  # the version removed from the values: gone
+        wait_for(lambda: settled(server, rolled_back))
+        assert "v4" not in states(server)
+        assert {version_for(server, f"k{n}") for n in range(10)} == {"v1"}
+
+
+def test_a_declared_version_that_cannot_serve_never_does_and_is_reported(
+    fresh_service: Path, tmp_path: Path, host: tuple[str, Path]
+) -> None:
+    url, folder = host
+    (folder / "wrong.json").write_bytes(WRONG)
+    (folder / "v4.json").write_bytes(V4)
+    volume = ConfigMapVolume(tmp_path / "overrides")
+    volume.write({})
+    env = {"SERVING_RUNTIME_DELIVERY_MAX_BYTES": str(len(V4) + 1)}
+    with running(fresh_service, "--overrides", str(volume.path), workers=2, env=env) as server:
+        cases = {
+            "a wrong checksum": (f"{url}/v4.json", sha256(WRONG), "has sha256"),
+            "unreachable": (f"{url}/gone.json", sha256(V4), "cannot fetch"),
+            "failed canaries": (f"{url}/wrong.json", sha256(WRONG), "failed its self-tests"),
+        }
+        for case, (uri, digest, problem) in cases.items():
+            written = volume.write(declaring(uri, digest, traffic={"v1": 50, "v4": 50}))
+            wait_for(lambda written=written: settled(server, written))  # type: ignore[misc]
+            found = states(server)["v4"]
+            assert found["state"] == "failed", case
+            assert problem in found["problem"], (case, found)
+            assert {version_for(server, f"k{n}") for n in range(20)} == {"v1"}, case
+            refused = httpx.get(server.url + "/models").json()["plan"]["overrides"]["problems"]
+            assert "v4" in refused["linear"], case
+            assert metric(server, "lls_overrides_refused", model_id="linear") == 1
+        assert metric(server, "lls_model_selftest_passed", version="v4") == 0
+        failed = events(server, "version_delivery_failed")
+        assert len(failed) == 3
+        assert all(e["version"] == "v4" for e in failed)
+
+        (folder / "big.json").write_bytes(V4 + b" " * 64)  # valid JSON, over the bound
+        written = volume.write(declaring(f"{url}/big.json", sha256(V4 + b" " * 64)))
+        wait_for(lambda: settled(server, written))
+        assert "larger than the" in states(server)["v4"]["problem"]
+
+
+class _Stalling:
+    """A server that accepts connections and answers nothing until released."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.connected = threading.Event()
+        self.release = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        connection, _ = self.listener.accept()
+        self.connected.set()
+        self.release.wait()
+        with connection, self.listener:
+            connection.sendall(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+
+
+def test_a_stalled_download_holds_up_neither_requests_nor_admin(
+    fresh_service: Path, tmp_path: Path
+) -> None:
+    stalling = _Stalling()
+    volume = ConfigMapVolume(tmp_path / "overrides")
+    volume.write({})
+    with running(fresh_service, "--overrides", str(volume.path), workers=2) as server:
+        wait_for(lambda: len(ready(server)) == 2)
+        volume.write(declaring(f"{stalling.url}/v4.json", sha256(V4), primary="v4"))
+        wait_for(stalling.connected.is_set)
+        try:
+            promoted = server.post("/admin/models/linear/promote", {"version": "v2"})
+            assert promoted.status_code == 200, promoted.text
+            assert "pending" not in promoted.json()  # every worker took it meanwhile
+            assert {version_for(server, f"k{n}") for n in range(10)} == {"v2"}
+        finally:
+            stalling.release.set()
+        wait_for(lambda: "v4" in states(server))
+        assert states(server)["v4"]["state"] == "failed"
+        # The file applied, without the primary it asked for: the pod keeps what it served.
+        assert {version_for(server, f"k{n}") for n in range(10)} == {"v2"}
+
+
+def test_check_overrides_knows_declared_versions(fresh_service: Path) -> None:
+    config = load_config(fresh_service)
+    uri, digest = "https://models.example.com/v4.json", "0" * 64
+
+    def check(content: dict[str, Any]) -> dict[str, str]:
+        return check_overrides(config, json.dumps(content), "overrides.yaml")
+
+    assert check(declaring(uri, digest, traffic={"v1": 90, "v4": 10})) == {}
+    assert check(declaring(uri, digest, primary="v4")) == {}
+    local = check(declaring("artifacts/v2.json", digest))
+    assert "is not a URI" in local[""]
+    taken = check({"models": {"linear": {"versions": {"v1": {"artifact": uri, "sha256": digest}}}}})
+    assert "already declared by models.yaml" in taken["linear"]
+    classed = {"artifact": uri, "sha256": digest, "class": "os:System"}
+    foreign = check({"models": {"linear": {"versions": {"v4": classed}}}})
+    assert "not one models.yaml names" in foreign["linear"]
+    assert "null" not in check({"models": {"linear": {"traffic": None}}})
