@@ -4,9 +4,10 @@ A version's `artifact` may be an `https://`, `s3://` or `gs://` URI with its `sh
 (`http://` too: the checksum, not the transport, vouches for the bytes). Never at request
 time and never at load: `serving-runtime fetch` (which a service's `dev.py setup`, its
 Dockerfile and its CI run) writes each one to `<cache>/<sha256>/<its file name>`, and a version
-loads that file, or fails to load with the command to run. fsspec reads every scheme; its
-back-ends are the runtime's extras (`http`, `s3`, `gcs`), installed only by services that
-use them.
+loads that file, or fails to load with the command to run. The running pods fetch the
+versions the overrides file declares the same way (`_delivery.py`), bounded in size and time.
+http(s) needs nothing beyond the standard library; fsspec reads s3:// and gs://, its back-ends
+the runtime's extras (`s3`, `gcs`), installed only by services that use them.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any
 from urllib.parse import urlsplit
 
 from ._errors import ArtifactError
@@ -24,7 +28,7 @@ from ._errors import ArtifactError
 SCHEMES = {"https": "http", "http": "http", "s3": "s3", "gs": "gcs"}  # scheme -> extra
 CACHE_ENV = "SERVING_RUNTIME_ARTIFACT_CACHE"
 _CHUNK = 1 << 20
-_STALL_SECONDS = 30.0  # a read that gets no byte for this long fails
+_STALL_SECONDS = 30.0  # an http(s) read that gets no byte for this long fails
 
 
 def is_uri(artifact: str) -> bool:
@@ -67,30 +71,26 @@ def fetch_artifact(
     """The local copy of `uri` (fetched now unless the cache has it) and whether it was fetched.
 
     Raises ArtifactError when it cannot be read, is over `max_bytes`, takes longer than
-    `timeout` seconds (for http(s): the whole transfer; a stalled read after 30 s) or its
-    bytes do not have `sha256`; nothing is left in the cache then.
+    `timeout` seconds (an http(s) read that stalls fails after 30 s), or its bytes do not
+    have `sha256`; nothing is left in the cache then.
     """
     target = cached_path(uri, sha256, cache)
     if target.is_file() and _digest(target) == sha256:
         return target, False
     scheme = urlsplit(uri).scheme
-    try:
-        import fsspec
-    except ImportError:
-        raise ArtifactError(
-            f"fetching {uri} needs fsspec: install lls-serving-runtime[{SCHEMES.get(scheme)}]"
-        ) from None
+    deadline = None if timeout is None else time.monotonic() + timeout
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".partial-")
     try:
         whole = hashlib.sha256()
         read = 0
-        options = _bounded_options(scheme, timeout)
-        with os.fdopen(handle, "wb") as out, fsspec.open(uri, "rb", **options) as source:
-            while chunk := source.read(_CHUNK):
+        with os.fdopen(handle, "wb") as out, _opened(uri, scheme, timeout) as source:
+            while chunk := source(_CHUNK):
                 read += len(chunk)
                 if max_bytes is not None and read > max_bytes:
                     raise ArtifactError(f"{uri} is larger than the {max_bytes} bytes allowed")
+                if deadline is not None and time.monotonic() > deadline:
+                    raise ArtifactError(f"{uri} took longer than {timeout:g} s to fetch")
                 whole.update(chunk)
                 out.write(chunk)
         found = whole.hexdigest()
@@ -113,17 +113,33 @@ def fetch_artifact(
     return target, True
 
 
-def _bounded_options(scheme: str, timeout: float | None) -> dict[str, Any]:
-    """fsspec options that bound a transfer in time: http(s) streams (never a whole body in
-    memory) under aiohttp's timeouts; S3's and GCS's clients have read timeouts of their own."""
-    if timeout is None or SCHEMES.get(scheme) != "http":
-        return {}
-    import aiohttp
+@contextlib.contextmanager
+def _opened(uri: str, scheme: str, timeout: float | None) -> Iterator[Callable[[int], bytes]]:
+    """A reader of `uri`'s bytes: each call returns what arrived, up to n (b"" at the end).
 
-    limits = aiohttp.ClientTimeout(
-        total=timeout, sock_connect=min(timeout, _STALL_SECONDS), sock_read=_STALL_SECONDS
-    )
-    return {"block_size": 0, "client_kwargs": {"timeout": limits}}
+    http(s) goes through the standard library, so that every service's image fetches without
+    an extra, and each read returns what one receive got: a transfer that trickles is caught
+    by the deadline, one that stalls by the socket's timeout. Other schemes go through fsspec
+    (the runtime's `s3` and `gcs` extras), whose clients have read timeouts of their own.
+    """
+    if SCHEMES.get(scheme) == "http":
+        stall = _STALL_SECONDS if timeout is None else min(timeout, _STALL_SECONDS)
+        request = urllib.request.Request(uri, headers={"user-agent": "lls-serving-runtime"})
+        try:
+            response = urllib.request.urlopen(request, timeout=stall)
+        except urllib.error.HTTPError as exc:
+            raise ArtifactError(f"cannot fetch {uri}: HTTP {exc.code} ({exc.reason})") from None
+        with response:
+            yield response.read1
+        return
+    try:
+        import fsspec
+    except ImportError:
+        raise ArtifactError(
+            f"fetching {uri} needs fsspec: install lls-serving-runtime[{SCHEMES.get(scheme)}]"
+        ) from None
+    with fsspec.open(uri, "rb") as source:
+        yield source.read
 
 
 def _digest(path: Path) -> str:
