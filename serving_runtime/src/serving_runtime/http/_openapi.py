@@ -89,6 +89,49 @@ _ADMIN_REQUEST = {
     },
 }
 _OBJECT = {"type": "object"}
+_ROUTING_KEY_HEADER = {
+    "name": "x-routing-key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": _ROUTING_KEY["description"],
+}
+_V2_DATATYPES = ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32"]
+_V2_DATATYPES += ["INT64", "FP16", "FP32", "FP64", "BYTES"]
+_V2_REQUEST = {
+    "type": "object",
+    "required": ["inputs"],
+    "additionalProperties": False,
+    "properties": {
+        "id": {"type": "string", "description": "echoed in the answer"},
+        "inputs": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["name", "shape", "datatype", "data"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string"},
+                    "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                    "datatype": {"enum": _V2_DATATYPES},
+                    "data": {"type": "array", "description": "the elements, flat or nested"},
+                },
+            },
+        },
+    },
+}
+_V2_ANSWER = {
+    "type": "object",
+    "required": ["model_name", "outputs"],
+    "properties": {
+        "model_name": {"type": "string"},
+        "model_version": {"type": "string"},
+        "id": {"type": "string"},
+        "outputs": {"type": "array", "items": _OBJECT},
+    },
+}
+_V2_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
 
 # handler name -> (request body schema or None, {status: (description, schema)})
 _SCHEMAS: dict[str, tuple[dict[str, Any] | None, dict[int, tuple[str, dict[str, Any]]]]] = {
@@ -142,11 +185,58 @@ def document(
             continue  # not a template (e.g. the V2 face, which follows its own spec)
         template = _GROUP.sub(lambda m: "{" + m.group(1) + "}", source.strip("^$"))
         paths[template] = _operations(methods, list(pattern.groupindex), requests)
+    for path, operation in _v2_infer().items():
+        paths[path] = {"post": operation}
+    for method in paths.get("/infer", {}).values():
+        method["parameters"] = [_ROUTING_KEY_HEADER]
     return {
         "openapi": "3.1.0",
         "info": {"title": "lls serving runtime", "version": __version__},
         "paths": paths,
     }
+
+
+def _v2_infer() -> dict[str, dict[str, Any]]:
+    """The V2 face's inference paths (its other paths follow the protocol's own document):
+    listed here for the routing key's header, in the JSON form of the protocol only."""
+    answers = {
+        200: ("the prediction, as the tensor `output`", _V2_ANSWER),
+        400: ("malformed request, or tensors that do not fit the model", _V2_ERROR),
+        404: ("unknown model or version", _V2_ERROR),
+        413: ("body over the configured limit", _V2_ERROR),
+        415: ("body of another content type", _V2_ERROR),
+        500: ("the model's predict() raised", _V2_ERROR),
+        503: ("the model has no serving version", _V2_ERROR),
+    }
+    found = {}
+    for path, names in {
+        "/v2/models/{model_name}/infer": ["model_name"],
+        "/v2/models/{model_name}/versions/{model_version}/infer": ["model_name", "model_version"],
+    }.items():
+        found[path] = {
+            "operationId": "v2_infer" if len(names) == 1 else "v2_infer_version",
+            "summary": "Open Inference Protocol (V2) inference: input tensors in, the "
+            "prediction out as the tensor `output`",
+            "parameters": [
+                *(
+                    {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                    for n in names
+                ),
+                _ROUTING_KEY_HEADER,
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _V2_REQUEST}},
+            },
+            "responses": {
+                str(status): {
+                    "description": text,
+                    "content": {"application/json": {"schema": schema}},
+                }
+                for status, (text, schema) in answers.items()
+            },
+        }
+    return found
 
 
 def _infer_request(models: Mapping[str, FeatureSpec | None]) -> dict[str, Any]:
