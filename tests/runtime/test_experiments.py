@@ -36,7 +36,7 @@ from serving_runtime._plan import (
 from serving_runtime._traffic import choose
 
 from .conftest import CONFIG, Server, build_service, linear, running
-from .test_offload import metric, records, wait_for
+from .test_offload import first_offload_pid, metric, records, wait_for
 from .test_overrides import ConfigMapVolume, events, overrides_of
 from .test_overrides import settled as read_settled
 from .test_run_time_changes import ready, settled, states
@@ -358,3 +358,20 @@ def test_check_overrides_tells_before_a_deploy_whether_the_weights_apply(tmp_pat
     }
     (problem,) = check_overrides(config, "models: {linear: {traffic: {v1: -1}}}", "o.yaml").values()
     assert "weight -1 is negative" in problem
+
+
+def test_a_shadow_runs_on_the_primarys_requests_only_not_on_another_arms(tmp_path: Path) -> None:
+    """The shadow's agreement answers "what if it replaced the primary": it is compared with
+    the primary alone, and an arm's requests are measured by their own series instead."""
+    config = with_traffic(HALF)
+    config["models"]["linear"]["versions"]["v3"] = {"artifact": "artifacts/v3.json", "shadow": True}
+    path = build_service(tmp_path / "service", config)
+    with running(path, workers=2) as server:
+        first_offload_pid(server)  # listening: no job is dropped for want of it
+        answered = Counter(version_of(infer(server, f"customer-{n}")) for n in range(40))
+        assert set(answered) == {"v1", "v2"}
+        compared = {"model_id": "linear", "shadow_version": "v3"}
+        on_v1 = {**compared, "primary_version": "v1"}
+        wait_for(lambda: metric(server, "lls_shadow_comparisons_total", **on_v1) == answered["v1"])
+        on_v2 = {**compared, "primary_version": "v2"}
+        assert metric(server, "lls_shadow_comparisons_total", **on_v2) == 0
