@@ -1,0 +1,153 @@
+"""A new version without an image build: `helm upgrade --set models.M.versions.v3.artifact=URI,
+...sha256=...,traffic...` reaches the running pod as the kubelet brings a ConfigMap; the runtime
+fetches v3 from an artifact server, self-tests it and only then gives it its share, with no
+restart; a version whose bytes do not match never serves; removing it is the rollback.
+
+The time from the upgrade to v3 serving its share is measured here (printed with `-s`)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import json
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from serving_runtime._traffic import choose
+
+from .conftest import Renders, answers_of, pod_runner
+from .test_pod import canary
+from .test_pod_overrides import settled
+
+
+class _Counted(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+
+@pytest.fixture
+def artifact_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A plain HTTP server over a folder, as a model registry's bucket would serve it."""
+    folder = tmp_path / "bucket"
+    folder.mkdir()
+    handler = functools.partial(_Counted, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", folder
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def runtime_events(pod: Any, name: str) -> list[dict[str, Any]]:
+    """The runtime container's JSON log lines of event `name`."""
+    found = []
+    for line in (pod.root / "runtime.log").read_text(errors="replace").splitlines():
+        if line.startswith("{") and f'"{name}"' in line:
+            record = json.loads(line)
+            if record.get("event") == name:
+                found.append(record)
+    return found
+
+
+def test_a_version_declared_by_helm_upgrade_serves_its_share_in_the_running_pod(
+    render: Renders, pod_venv: Path, tmp_path: Path, artifact_server: tuple[str, Path]
+) -> None:
+    service = tmp_path / "service"
+    shutil.copytree(render("custom"), service)
+    model = answers_of(service)["model_id"]
+    models_yaml = yaml.safe_load((service / "models.yaml").read_text())
+    v1 = service / models_yaml["models"][model]["versions"]["v1"]["artifact"]
+    url, bucket = artifact_server
+    data = v1.read_bytes()  # v3: v1's bytes under a new name, so it passes v1's canaries
+    (bucket / f"v3{v1.suffix}").write_bytes(data)
+    (bucket / f"corrupt{v1.suffix}").write_bytes(data + b"\n")
+    runner = pod_runner(service)
+    values = runner.free_ports(service)
+    url_envoy = f"http://127.0.0.1:{values['envoy']['port']}"
+    runtime_url = f"http://127.0.0.1:{values['runtime']['port']}"
+    body, _ = canary(service)
+    sha = hashlib.sha256(data).hexdigest()
+    weights = {"v1": 90, "v3": 10}
+
+    def overrides(manifests: list[dict[str, Any]]) -> str:
+        (found,) = [m for m in manifests if m["metadata"]["name"].endswith("-overrides")]
+        text: str = found["data"]["overrides.yaml"]
+        return text
+
+    def declare(artifact: str, digest: str, **more: Any) -> dict[str, Any]:
+        v3 = {"artifact": artifact, "sha256": digest}
+        return {"models": {model: {"versions": {"v3": v3}, **more}}}
+
+    def version_for(key: str) -> str:
+        answer = httpx.post(f"{url_envoy}/infer", json=body, headers={"x-routing-key": key})
+        assert answer.status_code == 200, answer.text
+        version: str = answer.json()["version"]
+        return version
+
+    def states() -> dict[str, dict[str, Any]]:
+        listing = httpx.get(f"{runtime_url}/models").json()["models"]
+        (found,) = [m for m in listing if m["model_id"] == model]
+        return {v["version"]: v for v in found["versions"]}
+
+    pod = runner.service_pod(service, pod_venv, tmp_path / "pod", values)
+    pod.start()
+    try:
+        pod.wait(lambda: pod.ready, 600, "ready")
+        runtime = pod["runtime"].process
+
+        # helm upgrade --reuse-values --set models.M.versions.v3.artifact=...,sha256=...,
+        # models.M.traffic.v1=90,models.M.traffic.v3=10
+        asked = runner.render(
+            service, runner.merge(values, declare(f"{url}/v3{v1.suffix}", sha, traffic=weights))
+        )
+        started = time.monotonic()
+        pod.update(asked)
+        pod.wait(lambda: settled(runtime_url, overrides(asked)), 120, "serving v3's share")
+        took = time.monotonic() - started
+        print(f"\nfrom the ConfigMap change to v3 serving its share: {took:.2f} s")
+        assert states()["v3"]["state"] == "serving"
+        assert [e["version"] for e in runtime_events(pod, "version_delivered")] == ["v3"]
+        keys = [f"customer-{n}" for n in range(60)]
+        expected = {key: choose(model, weights, key) for key in keys}
+        assert set(expected.values()) == {"v1", "v3"}
+        assert {key: version_for(key) for key in keys} == expected
+
+        promoted = runner.render(
+            service, runner.merge(values, declare(f"{url}/v3{v1.suffix}", sha, primary="v3"))
+        )
+        pod.update(promoted)
+        pod.wait(lambda: settled(runtime_url, overrides(promoted)), 120, "serving v3")
+        assert {version_for(key) for key in keys[:10]} == {"v3"}
+
+        # Other bytes than the sha256 given: v3 is never served, and the pod says why.
+        corrupt = runner.render(
+            service,
+            runner.merge(values, declare(f"{url}/corrupt{v1.suffix}", sha, traffic=weights)),
+        )
+        pod.update(corrupt)
+        pod.wait(lambda: settled(runtime_url, overrides(corrupt)), 120, "refusing v3")
+        assert states()["v3"]["state"] == "failed"
+        assert "sha256" in states()["v3"]["problem"]
+        assert {version_for(key) for key in keys} == {"v1"}
+        assert len(runtime_events(pod, "version_delivery_failed")) == 1
+
+        rolled_back = runner.render(service, values)  # the value removed: models: {}
+        pod.update(rolled_back)
+        pod.wait(lambda: settled(runtime_url, overrides(rolled_back)), 120, "serving v1")
+        assert "v3" not in states()
+        assert {version_for(key) for key in keys[:10]} == {"v1"}
+        assert pod["runtime"].process is runtime  # the same container: nothing restarted
+    finally:
+        pod.delete()
+    assert not [e for e in pod.events if "restarting" in e.what or "SIGKILL" in e.what]
