@@ -4,16 +4,19 @@ answers, and bad values refused by values.schema.json."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import helm_python as helm
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
 from serving_runtime._cli import _parser
-from serving_runtime._overrides import parse_overrides
+from serving_runtime._config import load_config
+from serving_runtime._overrides import check_overrides, parse_overrides
 
 from .chart import one, render_chart
 from .conftest import KUBERNETES_VERSIONS, answers_of
@@ -180,6 +183,8 @@ def test_probes_reach_the_runtime_endpoints_through_envoy(service: Path) -> None
     assert [p["targetPort"] for p in service_ports] == ["http"]
 
 
+URI = {"artifact": "https://models.example.com/fraud/v3.json"}
+SHA = "0123456789abcdef" * 4
 BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
     ("zero cpu", {"runtime": {"resources": {"requests": {"cpu": "0"}}}}),
     ("memory in MB", {"runtime": {"resources": {"limits": {"memory": "512MB"}}}}),
@@ -201,6 +206,16 @@ BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
     ("model without a version", {"models": {"fraud": {}}}),
     ("negative traffic weight", {"models": {"fraud": {"traffic": {"v1": 90, "v2": -10}}}}),
     ("traffic weight as text", {"models": {"fraud": {"traffic": {"v2": "10%"}}}}),
+    ("declared version without its sha256", {"models": {"fraud": {"versions": {"v3": URI}}}}),
+    (
+        "declared version from a file",
+        {"models": {"fraud": {"versions": {"v3": {**URI, "artifact": "artifacts/v3.json"}}}}},
+    ),
+    (
+        "declared version with a short sha256",
+        {"models": {"fraud": {"versions": {"v3": {**URI, "sha256": "0a1b"}}}}},
+    ),
+    ("delivery without a bound", {"delivery": {"maxBytes": 0}}),
 ]
 
 
@@ -243,6 +258,54 @@ def test_traffic_in_the_models_value_is_an_experiment_the_runtime_reads(render: 
     overrides = one(render_chart(service, ended), "ConfigMap", "-overrides")["data"]
     parsed = parse_overrides(overrides["overrides.yaml"], "overrides.yaml")
     assert (parsed.models[model].primary, parsed.models[model].traffic) == ("v2", None)
+
+
+def test_traffic_null_passes_the_schema_alone_and_the_runtime_reads_it_as_none(
+    render: Any,
+) -> None:
+    """What Helm's engine may keep or drop, the schema (as any validator reads it) and the
+    runtime each take: `traffic: null` and `versions: null` mean models.yaml's."""
+    service = render("default")
+    model = answers_of(service)["model_id"]
+    schema = json.loads((service / "chart" / "values.schema.json").read_text())
+    with helm.Chart.load(service / "chart") as chart:
+        values = dict(chart.merge_values({}))
+    values["models"] = {model: {"primary": "v2", "traffic": None, "versions": None}}
+    jsonschema.validate(values, schema)
+    parsed = parse_overrides(yaml.safe_dump({"models": values["models"]}), "overrides.yaml")
+    assert (parsed.models[model].traffic, parsed.models[model].versions) == (None, {})
+
+
+def test_a_version_declared_in_the_models_value_reaches_the_runtime_with_a_cache(
+    render: Any,
+) -> None:
+    service = render("default")
+    model = answers_of(service)["model_id"]
+    # helm upgrade --set models.M.versions.v3.artifact=URI,models.M.versions.v3.sha256=SHA,
+    # models.M.traffic.v1=90,models.M.traffic.v3=10
+    declared = {"versions": {"v3": {**URI, "sha256": SHA}}, "traffic": {"v1": 90, "v3": 10}}
+    manifests = render_chart(service, {"models": {model: declared}, "delivery": {"maxBytes": 5}})
+    overrides = one(manifests, "ConfigMap", "-overrides")["data"]["overrides.yaml"]
+    config = load_config(service / "models.yaml")
+    assert check_overrides(config, overrides, "overrides.yaml") == {}
+    assert parse_overrides(overrides, "overrides.yaml").models[model].versions["v3"].sha256 == SHA
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, KUBERNETES_VERSIONS[-1], strict=True)
+    settings = one(manifests, "ConfigMap", "-runtime")["data"]
+    assert settings["SERVING_RUNTIME_DELIVERY_MAX_BYTES"] == "5"
+    pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
+    runtime = next(c for c in pod["containers"] if c["name"] == "runtime")
+    mount = next(
+        m
+        for m in runtime["volumeMounts"]
+        if m["mountPath"] == settings["SERVING_RUNTIME_DELIVERY_CACHE"]
+    )
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume["emptyDir"]["sizeLimit"] == "2Gi"
+    # A release installed from an older chart, upgraded with --reuse-values, has no
+    # `delivery` value: the defaults apply.
+    older = render_chart(service, {"delivery": None})
+    assert one(older, "ConfigMap", "-runtime")["data"]["SERVING_RUNTIME_DELIVERY_TIMEOUT"] == "300"
 
 
 def test_the_models_value_is_the_runtimes_watched_overrides_file(render: Any) -> None:

@@ -135,6 +135,27 @@ def _parser() -> argparse.ArgumentParser:
         "whenever the file changes [$SERVING_RUNTIME_OVERRIDES]",
     )
     serve.add_argument(
+        "--delivery-cache",
+        type=Path,
+        default=_env("DELIVERY_CACHE", "") or None,
+        help="where the versions the overrides file declares by URI are fetched to "
+        "[$SERVING_RUNTIME_DELIVERY_CACHE, delivered/ in the server's state folder]",
+    )
+    serve.add_argument(
+        "--delivery-max-bytes",
+        type=int,
+        default=int(_env("DELIVERY_MAX_BYTES", "0")) or None,
+        help="the largest artifact a declared version may have "
+        "[$SERVING_RUNTIME_DELIVERY_MAX_BYTES, 1073741824]",
+    )
+    serve.add_argument(
+        "--delivery-timeout",
+        type=float,
+        default=float(_env("DELIVERY_TIMEOUT", "0")) or None,
+        help="seconds a declared version's fetch may take (a stalled read fails after 30) "
+        "[$SERVING_RUNTIME_DELIVERY_TIMEOUT, 300]",
+    )
+    serve.add_argument(
         "--artifact-dir",
         action="append",
         type=Path,
@@ -308,6 +329,17 @@ def _serve(args: argparse.Namespace) -> int:
     # Read by every process the server starts, forked or not.
     if args.overrides is not None:
         os.environ["SERVING_RUNTIME_OVERRIDES"] = str(args.overrides.absolute())
+    if args.delivery_cache is not None:
+        os.environ["SERVING_RUNTIME_DELIVERY_CACHE"] = str(args.delivery_cache.absolute())
+    for name, bound in (("MAX_BYTES", args.delivery_max_bytes), ("TIMEOUT", args.delivery_timeout)):
+        if bound is not None and bound <= 0:
+            raise ServingRuntimeError(
+                f"--delivery-{name.lower().replace('_', '-')} must be above 0"
+            )
+        if bound is not None:
+            os.environ[f"SERVING_RUNTIME_DELIVERY_{name}"] = (
+                f"{bound:g}" if isinstance(bound, float) else str(bound)
+            )
     if args.artifact_dir:
         dirs = os.pathsep.join(str(d.absolute()) for d in args.artifact_dir)
         os.environ["SERVING_RUNTIME_ARTIFACT_DIR"] = dirs
