@@ -209,3 +209,16 @@ def test_check_overrides_knows_declared_versions(fresh_service: Path) -> None:
     foreign = check({"models": {"linear": {"versions": {"v4": classed}}}})
     assert "not one models.yaml names" in foreign["linear"]
     assert "null" not in check({"models": {"linear": {"traffic": None}}})
+
+
+def test_a_server_started_later_fetches_the_declared_versions_before_it_is_ready(
+    fresh_service: Path, tmp_path: Path, host: tuple[str, Path]
+) -> None:
+    url, folder = host
+    (folder / "v4.json").write_bytes(V4)
+    volume = ConfigMapVolume(tmp_path / "overrides")
+    weights = {"v1": 50, "v4": 50}
+    volume.write(declaring(f"{url}/v4.json", sha256(V4), traffic=weights))
+    with running(fresh_service, "--overrides", str(volume.path), workers=2) as server:
+        assert keys_reach(server, weights)  # from its first answer on
+        assert states(server)["v4"]["state"] == "serving"
