@@ -298,7 +298,13 @@ class Follower:
             self.delivery.run(read, wanted)
             self._seen_overrides = key
         else:  # fetched off this thread: the plan's other changes go on meanwhile
-            self.delivery.start(read, wanted, self.wake)
+            self.delivery.start(read, wanted, self._delivered)
+
+    def _delivered(self) -> None:
+        # Read the file again next turn, whatever this process saw of it meanwhile: the
+        # delivery may have applied a content the file no longer has.
+        self._seen_overrides = None
+        self.wake()
 
     def _apply_read(self, read: Overrides, delivered: Delivered) -> None:
         """Apply this content of the overrides file, unless it is stale or applied already."""
