@@ -7,12 +7,9 @@ The time from the upgrade to v3 serving its share is measured here (printed with
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import json
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,15 +20,11 @@ import pytest
 import yaml
 
 from serving_runtime._traffic import choose
+from tests.model_host import serving
 
 from .conftest import Renders, answers_of, pod_runner
 from .test_pod import canary
 from .test_pod_overrides import settled
-
-
-class _Counted(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
 
 
 @pytest.fixture
@@ -39,14 +32,8 @@ def artifact_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A plain HTTP server over a folder, as a model registry's bucket would serve it."""
     folder = tmp_path / "bucket"
     folder.mkdir()
-    handler = functools.partial(_Counted, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", folder
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(folder) as (url, _):
+        yield url, folder
 
 
 def runtime_events(pod: Any, name: str) -> list[dict[str, Any]]:

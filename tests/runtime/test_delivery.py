@@ -5,9 +5,7 @@ reported; a slow download holds up neither the requests nor the admin interface.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import json
 import os
 import signal
@@ -23,9 +21,9 @@ import pytest
 from serving_runtime._config import load_config
 from serving_runtime._overrides import check_overrides
 from serving_runtime._traffic import choose
+from tests.model_host import serving
 
 from .conftest import Server, running
-from .test_artifacts import _Quiet
 from .test_offload import metric, wait_for
 from .test_overrides import ConfigMapVolume, events, settled
 from .test_run_time_changes import ready, states, workers
@@ -39,18 +37,12 @@ def sha256(data: bytes) -> str:
 
 
 @pytest.fixture
-def host(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A plain HTTP server over a folder of artifacts: its URL and the folder."""
+def host(tmp_path: Path) -> Iterator[tuple[str, Path, list[str]]]:
+    """A model host over a folder: its URL, the folder, the paths asked for."""
     folder = tmp_path / "host"
     folder.mkdir()
-    handler = functools.partial(_Quiet, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", folder
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(folder) as (url, served):
+        yield url, folder, served
 
 
 def declaring(uri: str, digest: str, **entry: Any) -> dict[str, Any]:
@@ -78,9 +70,9 @@ def keys_reach(server: Server, weights: dict[str, int], count: int = 40) -> bool
 
 
 def test_a_declared_version_is_fetched_self_tested_then_takes_its_share_everywhere(
-    fresh_service: Path, tmp_path: Path, host: tuple[str, Path]
+    fresh_service: Path, tmp_path: Path, host: tuple[str, Path, list[str]]
 ) -> None:
-    url, folder = host
+    url, folder, served = host
     (folder / "linear-v4.json").write_bytes(V4)
     volume = ConfigMapVolume(tmp_path / "overrides")
     volume.write({})
@@ -95,7 +87,7 @@ def test_a_declared_version_is_fetched_self_tested_then_takes_its_share_everywhe
         fetched = events(server, "version_delivered")
         assert [(e["version"], e["fetched"]) for e in fetched] == [("v4", True)]
         assert len(events(server, "version_fetching")) == 1  # one process fetched, for all
-        requests = _Quiet.served.count("/linear-v4.json")
+        requests = served.count("/linear-v4.json")
         assert metric(server, "lls_model_selftest_passed", version="v4") == 1
 
         before = workers(server)  # workers forked later load it from the cache, at once
@@ -103,7 +95,7 @@ def test_a_declared_version_is_fetched_self_tested_then_takes_its_share_everywhe
             os.kill(pid, signal.SIGKILL)
         wait_for(lambda: len(ready(server) - before) == 2)
         assert keys_reach(server, weights)
-        assert _Quiet.served.count("/linear-v4.json") == requests
+        assert served.count("/linear-v4.json") == requests
 
         promoted = volume.write(declaring(f"{url}/linear-v4.json", sha256(V4), primary="v4"))
         wait_for(lambda: settled(server, promoted))
@@ -116,9 +108,9 @@ def test_a_declared_version_is_fetched_self_tested_then_takes_its_share_everywhe
 
 
 def test_a_declared_version_that_cannot_serve_never_does_and_is_reported(
-    fresh_service: Path, tmp_path: Path, host: tuple[str, Path]
+    fresh_service: Path, tmp_path: Path, host: tuple[str, Path, list[str]]
 ) -> None:
-    url, folder = host
+    url, folder, _ = host
     (folder / "wrong.json").write_bytes(WRONG)
     (folder / "v4.json").write_bytes(V4)
     volume = ConfigMapVolume(tmp_path / "overrides")
@@ -212,9 +204,9 @@ def test_check_overrides_knows_declared_versions(fresh_service: Path) -> None:
 
 
 def test_a_server_started_later_fetches_the_declared_versions_before_it_is_ready(
-    fresh_service: Path, tmp_path: Path, host: tuple[str, Path]
+    fresh_service: Path, tmp_path: Path, host: tuple[str, Path, list[str]]
 ) -> None:
-    url, folder = host
+    url, folder, _ = host
     (folder / "v4.json").write_bytes(V4)
     volume = ConfigMapVolume(tmp_path / "overrides")
     weights = {"v1": 50, "v4": 50}

@@ -4,15 +4,14 @@ and checksum in models.yaml, the runtime's http extra added and locked; the serv
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.model_host import serving
 
 from .conftest import Lls, run
 
@@ -23,14 +22,8 @@ pytestmark = pytest.mark.slow
 def web_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     folder = tmp_path / "model-host"
     folder.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", folder
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(folder) as (url, _):
+        yield url, folder
 
 
 def test_a_service_serves_an_artifact_fetched_by_uri(

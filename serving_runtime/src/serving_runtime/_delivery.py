@@ -18,17 +18,16 @@ the reason: it never serves, and the parts of the file that ask for it are refus
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ._artifacts import fetch_artifact
 from ._config import ServiceConfig
 from ._errors import ArtifactError
+from ._locks import exclusive
 from ._logs import JsonLog
 from ._overrides import DeclaredVersion, Delivered, Overrides, named_classes
 from ._plan import PodPlan, VersionSpec
@@ -136,7 +135,9 @@ class Delivery:
     def run(self, overrides: Overrides, wanted: Needed) -> None:
         """Fetch and self-test `wanted`, then apply `overrides` with them (unless another
         process applied it meanwhile, or the file changed again)."""
-        with self._locked():
+        # One process fetches at a time: the others find the version in the cache, or the
+        # content applied, when their turn comes.
+        with exclusive(self._lock_path):
             plan = self._current()
             if plan.overrides.digest == overrides.digest:
                 return  # another process applied this content while this one waited
@@ -203,14 +204,3 @@ class Delivery:
             declared=True,
             failed=f"was not delivered: {why}",
         )
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        # One process fetches at a time: the others find the version in the cache, or the
-        # content applied, when their turn comes.
-        with open(self._lock_path, "a+b") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)

@@ -14,7 +14,6 @@ marked failed in the plan, which moves its model back to a version every process
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import tempfile
 import threading
@@ -31,6 +30,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ._config import ServiceConfig
 from ._delivery import Delivery, needed
+from ._locks import exclusive
 from ._logs import JsonLog
 from ._overrides import (
     OVERRIDES_ENV,
@@ -121,12 +121,8 @@ class PlanStore:
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the plan for a read-change-write; other processes' changes wait."""
-        with open(self._lock_path, "a+b") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        with exclusive(self._lock_path):
+            yield
 
     # Which plan each process serves: one small file per process.
 
