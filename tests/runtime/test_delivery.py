@@ -24,7 +24,7 @@ from serving_runtime._traffic import choose
 from tests.model_host import serving
 
 from .conftest import Server, running
-from .test_offload import metric, wait_for
+from .test_offload import first_offload_pid, metric, wait_for
 from .test_overrides import ConfigMapVolume, events, settled
 from .test_run_time_changes import ready, states, workers
 
@@ -214,3 +214,32 @@ def test_a_server_started_later_fetches_the_declared_versions_before_it_is_ready
     with running(fresh_service, "--overrides", str(volume.path), workers=2) as server:
         assert keys_reach(server, weights)  # from its first answer on
         assert states(server)["v4"]["state"] == "serving"
+
+
+def test_a_declared_shadow_runs_in_the_background_process(
+    fresh_service: Path, tmp_path: Path, host: tuple[str, Path, list[str]]
+) -> None:
+    url, folder, _ = host
+    (folder / "v4.json").write_bytes(V4)
+    volume = ConfigMapVolume(tmp_path / "overrides")
+    volume.write({})
+    with running(fresh_service, "--overrides", str(volume.path), workers=2) as server:
+        first_offload_pid(server)  # listening: no job is dropped for want of it
+        content = declaring(f"{url}/v4.json", sha256(V4))
+        content["models"]["linear"]["versions"]["v4"]["shadow"] = True
+        digest = volume.write(content)
+        wait_for(lambda: settled(server, digest))
+        assert states(server)["v4"]["state"] == "shadow"
+        labels = {"model_id": "linear", "primary_version": "v1", "shadow_version": "v4"}
+
+        def compared() -> float:
+            return metric(server, "lls_shadow_comparisons_total", **labels)
+
+        # The background process follows the plan on its own: once it compares one request,
+        # it compares every one.
+        wait_for(lambda: version_for(server, "any") == "v1" and compared() > 0)
+        before = compared()
+        assert {version_for(server, f"k{n}") for n in range(5)} == {"v1"}
+        wait_for(lambda: compared() == before + 5)
+        # v4 answers 5 where v1 answers 1, at (1, 0): each comparison disagrees
+        assert metric(server, "lls_shadow_comparisons_total", outcome="agree", **labels) == 0
