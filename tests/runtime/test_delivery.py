@@ -195,6 +195,7 @@ def test_check_overrides_knows_declared_versions(fresh_service: Path) -> None:
     assert check(declaring(uri, digest, primary="v4")) == {}
     local = check(declaring("artifacts/v2.json", digest))
     assert "is not a URI" in local[""]
+    assert "names no object" in check(declaring("https://models.example.com/a/..", digest))[""]
     taken = check({"models": {"linear": {"versions": {"v1": {"artifact": uri, "sha256": digest}}}}})
     assert "already declared by models.yaml" in taken["linear"]
     classed = {"artifact": uri, "sha256": digest, "class": "os:System"}

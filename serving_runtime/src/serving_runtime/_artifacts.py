@@ -44,7 +44,7 @@ def check_uri(artifact: str) -> None:
             f"artifact {artifact!r}: the scheme {parts.scheme!r} is not one of "
             f"{', '.join(s + '://' for s in SCHEMES)}"
         )
-    if not parts.netloc or not PurePosixPath(parts.path).name:
+    if not parts.netloc or PurePosixPath(parts.path).name in {"", ".."}:
         raise ValueError(f"artifact {artifact!r} names no object (scheme://host-or-bucket/path)")
 
 
