@@ -198,6 +198,8 @@ def test_the_latency_objective_is_a_bound_of_the_latency_histogram(fresh_service
     [
         (("--request-timeout", "30", "--timeout", "30"), "must be at least 0 and below --timeout"),
         (("--latency-objective-ms", "90000"), "not within 1 to 60000"),
+        (("--inline-predict-ms", "-1"), "--inline-predict-ms -1 is not within 0 to 1000"),
+        (("--inline-predict-ms", "1001"), "--inline-predict-ms 1001 is not within 0 to 1000"),
     ],
 )
 def test_deadline_and_objective_settings_are_checked_before_serving(

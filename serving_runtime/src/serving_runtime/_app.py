@@ -24,14 +24,17 @@ def create_app(
     settings: HttpSettings | None = None,
     state_dir: str | Path | None = None,
     overrides: str | Path | None = None,
+    *,
     threads: int = 1,
+    inline_predict_ms: float = 1.0,
 ) -> App:
     """Load every configured model and version (self-tests included) and return the app.
 
     Call it before forking workers so they share the loaded models; `state_dir` is where the
     workers share run-time changes (a new temporary folder by default). `overrides` is the
     overrides file (by default $SERVING_RUNTIME_OVERRIDES, if set). `threads` is how many
-    predicts each serving process runs at once (off its event loop).
+    predicts each serving process runs at once (off its event loop); a model whose predicts
+    average less than `inline_predict_ms` runs on the event loop instead (0: never).
     """
     path = Path(config_path) if config_path is not None else find_config()
     config = load_config(path)
@@ -49,7 +52,7 @@ def create_app(
         for model_id, model in config.models.items()
         if model.batching is not None
     }
-    dataplane.scheduler = Scheduler(threads, policies, metrics)
+    dataplane.scheduler = Scheduler(threads, policies, metrics, inline_predict_ms / 1000)
     dataplane.offload = Offload(folder / "offload.sock", config.recording, metrics)
     app = App(dataplane, metrics, log, settings)
     app.tracing = dataplane.tracing = Tracing.from_environment(config.root.name, log)

@@ -1,8 +1,18 @@
 """Predictions off the event loop, and concurrent requests to a model batched into one predict.
 
-The event loop never runs the team's `predict`: it hands each request's rows to this scheduler
-and awaits them, so it goes on answering probes, reading requests and forming the next batch.
-A few predict threads (one per worker process by default) take the work:
+A slow `predict` never runs on the event loop: the loop hands the rows to this scheduler and
+awaits them, so it goes on answering probes, reading requests and forming the next batch.
+A fast one does run on the loop (inline): handing rows to a thread and its answer back costs
+more CPU than a predict of a fraction of a millisecond (measured in docs/design.md). So:
+
+- each model version's predict time is measured, on threads, a moving average; an unbatched
+  version whose average stays under `inline_below` (1 ms by default) after its first
+  `_MEASURED_FIRST` predicts is predicted inline, and measured there too; once its average
+  rises past the bound it goes back to threads (a probe waits behind at most the one slow
+  predict that raised it);
+- a batched version always goes to a thread: its next batch forms while one predicts.
+
+A few predict threads (one per worker process by default) take the rest:
 
 - a request that finds a thread free and no one queued for its model version goes at once, so
   a single request is as fast as it would be without batching;
@@ -43,6 +53,13 @@ class BatchPolicy:
 
 
 UNBATCHED = BatchPolicy()
+# A version is predicted on the event loop only once this many of its predicts were measured.
+_MEASURED_FIRST = 16
+# The weight of the newest predict in a version's moving average of predict time.
+_SMOOTHING = 0.2
+# Past this many versions timed, the timings are forgotten and measured anew (unloaded versions
+# would otherwise hold their entries for ever).
+_TIMED_AT_MOST = 256
 
 
 class Observer(Protocol):
@@ -91,7 +108,7 @@ class _Job:
 
 
 class _Batch:
-    __slots__ = ("jobs", "model", "outcomes", "rows", "split")
+    __slots__ = ("jobs", "model", "outcomes", "rows", "seconds", "split")
 
     def __init__(self, model: ServedModel, jobs: list[_Job], split: bool) -> None:
         self.model = model
@@ -99,6 +116,7 @@ class _Batch:
         self.rows = sum(job.rows for job in jobs)
         self.split = split  # predicted as one call (else request by request)
         self.outcomes: list[tuple[bool, Any]] = []  # (raised, output or exception) per job
+        self.seconds = 0.0  # how long its predict took, measured on the thread
 
 
 class _Queue:
@@ -144,18 +162,40 @@ class _Silent:
         pass
 
 
+class _Timing:
+    """A model version's predict time: how many were measured, and their moving average."""
+
+    __slots__ = ("average", "count")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.average = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.count += 1
+        if self.count == 1:
+            self.average = seconds
+        else:
+            self.average += _SMOOTHING * (seconds - self.average)
+
+
 class Scheduler:
-    """Runs predicts on `threads` threads of the current process, batching where allowed."""
+    """Runs predicts on `threads` threads of the current process (or inline when fast),
+    batching where allowed."""
 
     def __init__(
         self,
         threads: int = 1,
         policies: Mapping[str, BatchPolicy] | None = None,
         observer: Observer | None = None,
+        inline_below: float = 0.001,
     ) -> None:
         self.threads = max(1, threads)
         self.policies = dict(policies or {})
         self.observer: Observer = observer or _Silent()
+        # Seconds: an unbatched version whose average predict takes less runs on the event
+        # loop; 0: never.
+        self.inline_below = inline_below
         self._pid = 0  # the process whose threads, loop and queues these are
 
     def _start(self) -> None:
@@ -169,6 +209,7 @@ class Scheduler:
         self._wake_at = 0.0
         self._running_since = [0.0] * self.threads  # per thread: when its batch began
         self._unsplittable: set[int] = set()  # models whose outputs did not split by rows
+        self._timings: dict[int, _Timing] = {}  # per version (its instance): predict time
         for index in range(self.threads):
             thread = threading.Thread(
                 target=self._serve, args=(index,), name=f"lls-predict-{index}", daemon=True
@@ -205,8 +246,10 @@ class Scheduler:
             self._start()
         loop = self._loop
         policy = self._policy(model)
-        rows = len(inputs) if policy.max_rows > 1 else 1
         now = time.monotonic()
+        if policy.max_rows == 1 and self._inline(model):
+            return self._predict_inline(model, inputs, deadline, now)
+        rows = len(inputs) if policy.max_rows > 1 else 1
         job = _Job(model, inputs, rows, loop.create_future(), now)
         if deadline is not None:
             job.deadline = deadline
@@ -226,6 +269,39 @@ class Scheduler:
                 watch.start(lambda: self._abandon(job, "client_gone"))
             self._next()
         return await job.future
+
+    def _inline(self, model: ServedModel) -> bool:
+        """Whether `model` is fast enough to predict on the event loop."""
+        timing = self._timings.get(id(model.instance))
+        return (
+            timing is not None
+            and timing.count >= _MEASURED_FIRST
+            and timing.average < self.inline_below
+        )
+
+    def _predict_inline(
+        self, model: ServedModel, inputs: Any, deadline: float | None, now: float
+    ) -> Any:
+        if deadline is not None and deadline <= now:
+            self.observer.abandoned(model.model_id, "deadline")
+            raise DeadlineExceeded("not predicted: the request's deadline had passed")
+        self.observer.waited(model.model_id, model.version, 0.0)
+        started = time.perf_counter()
+        raised, value = _predict_one(model, inputs)
+        self._timed(model, time.perf_counter() - started)
+        self.observer.batch(model.model_id, model.version, 1)
+        if raised:
+            raise value
+        return value
+
+    def _timed(self, model: ServedModel, seconds: float) -> None:
+        timings = self._timings
+        timing = timings.get(id(model.instance))
+        if timing is None:
+            if len(timings) >= _TIMED_AT_MOST:
+                timings.clear()
+            timing = timings[id(model.instance)] = _Timing()
+        timing.add(seconds)
 
     def _policy(self, model: ServedModel) -> BatchPolicy:
         policy = self.policies.get(model.model_id, UNBATCHED)
@@ -330,6 +406,8 @@ class Scheduler:
     def _done(self, batch: _Batch) -> None:
         self._busy -= 1
         model = batch.model
+        if len(batch.jobs) == 1 and not batch.split:  # what it would cost inline
+            self._timed(model, batch.seconds)
         if batch.split:
             self.observer.batch(model.model_id, model.version, batch.rows)
         else:
@@ -350,12 +428,13 @@ class Scheduler:
         running = self._running_since
         while True:
             batch = self._work.get()
-            running[index] = time.monotonic()
+            running[index] = began = time.monotonic()
             try:
                 self._run(batch)
             except BaseException as exc:  # never lose a batch's clients, whatever happened
                 batch.outcomes = [(True, exc)] * len(batch.jobs)
             running[index] = 0.0
+            batch.seconds = time.monotonic() - began
             try:
                 self._loop.call_soon_threadsafe(self._done, batch)
             except RuntimeError:  # the loop closed: the process is exiting

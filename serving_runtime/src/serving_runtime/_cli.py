@@ -89,6 +89,15 @@ def _parser() -> argparse.ArgumentParser:
         "[$SERVING_RUNTIME_REQUEST_TIMEOUT, 10]",
     )
     serve.add_argument(
+        "--inline-predict-ms",
+        type=float,
+        default=float(_env("INLINE_PREDICT_MS", "1")),
+        help="a model whose predicts take less than this on average (measured) is predicted "
+        "on the event loop, which costs less CPU than a thread; slower ones run on the "
+        "predict threads, so probes never wait behind them (0: every predict on a thread) "
+        "[$SERVING_RUNTIME_INLINE_PREDICT_MS, 1]",
+    )
+    serve.add_argument(
         "--latency-objective-ms",
         type=int,
         default=int(_env("LATENCY_OBJECTIVE_MS", "0")) or None,
@@ -343,6 +352,10 @@ def _serve(args: argparse.Namespace) -> int:
     if args.artifact_dir:
         dirs = os.pathsep.join(str(d.absolute()) for d in args.artifact_dir)
         os.environ["SERVING_RUNTIME_ARTIFACT_DIR"] = dirs
+    if not 0 <= args.inline_predict_ms <= 1000:
+        raise ServingRuntimeError(
+            f"--inline-predict-ms {args.inline_predict_ms:g} is not within 0 to 1000"
+        )
     if args.request_timeout < 0 or args.request_timeout >= args.timeout:
         raise ServingRuntimeError(
             f"--request-timeout ({args.request_timeout:g} s) must be at least 0 and below "
@@ -377,6 +390,7 @@ def _serve(args: argparse.Namespace) -> int:
         bind=tuple(binds),
         workers=args.workers,
         threads=args.threads,
+        inline_predict_ms=args.inline_predict_ms,
         timeout=args.timeout,
         graceful_timeout=args.graceful_timeout,
         keepalive=args.keepalive,

@@ -203,7 +203,13 @@ def _serve(config_path: Path, server: ServerSettings, http: HttpSettings, state_
     from .http._worker import RuntimeWorker
 
     def load() -> Any:
-        return create_app(config_path, http, state_dir, threads=server.threads)
+        return create_app(
+            config_path,
+            http,
+            state_dir,
+            threads=server.threads,
+            inline_predict_ms=server.inline_predict_ms,
+        )
 
     app = load() if server.preload else None
     offload = _start_offload(app, load)

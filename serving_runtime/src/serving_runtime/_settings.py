@@ -35,6 +35,8 @@ class ServerSettings:
     bind: tuple[str, ...] = ("127.0.0.1:8080",)
     workers: int = 2
     threads: int = 1  # predict threads per worker: more only for predicts that wait on I/O
+    # A model whose predicts average less (ms) is predicted on the event loop; 0: never.
+    inline_predict_ms: float = 1.0
     timeout: int = 30
     graceful_timeout: int = 30
     keepalive: int = 75
