@@ -29,6 +29,9 @@ class Measurements:
     # In-process predict, timed just before each c=1 point of each stack, one per round.
     predict: defaultdict[str, list[PredictTiming]] = field(default_factory=_lists)
     restarts: list[str] = field(default_factory=list)  # a stack's round redone, and why
+    # Per measured point: cores busy with anything but the server under test (wrk included),
+    # from the machine's own count; how busy the shared machine was while it measured.
+    others_busy: list[float] = field(default_factory=list)
 
     def predict_ms(self, stack: str) -> float:
         return statistics.median(p.mean_ms for p in self.predict[stack])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -128,9 +129,12 @@ def one_round(
                 predict = time_predict(ws.artifact, calls=1500)
             if args.warmup > 0:
                 _wrk(running, c, args.warmup)
-            cpu_before = running.cpu_s()
+            cpu_before, busy_before = running.cpu_s(), machine.busy_seconds()
             result = _wrk(running, c, args.seconds)
-            cpu_ms = (running.cpu_s() - cpu_before) * 1000 / max(result.requests, 1)
+            server_s = running.cpu_s() - cpu_before
+            others = machine.busy_seconds() - busy_before - server_s
+            m.others_busy.append(max(others, 0.0) / args.seconds)
+            cpu_ms = server_s * 1000 / max(result.requests, 1)
             points.append((c, result, cpu_ms))
             print(
                 f"round {round_no + 1} {stack.name:<18} c={c:<3} {result.rps:9,.0f} rps"
@@ -174,6 +178,14 @@ def render(args: argparse.Namespace, m: report.Measurements, pngs: list[Path]) -
             f"{name}: {venvs.versions(name)}" for name in peers
         )
         settings += f"; each with {', '.join(venvs.pins())} as in the main venv\n"
+    if m.others_busy:
+        busy = sorted(m.others_busy)
+        settings += (
+            f"- How busy the machine was: during the measured points, processes other than the"
+            f" server under test (wrk among them; other jobs on the shared machine) kept"
+            f" {statistics.median(busy):.2f} of its {os.cpu_count()} cores busy (median over"
+            f" points; {busy[0]:.2f} to {busy[-1]:.2f}).\n"
+        )
     if m.restarts:
         settings += "- Rounds redone once after the server died: " + "; ".join(m.restarts) + "\n"
     here = args.results.resolve().parent
