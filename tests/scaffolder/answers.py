@@ -25,6 +25,7 @@ BAD_ANSWERS = [
     ("repository_url", "https://github.com/acme/fraud-score.git", "without '.git'"),
     ("repository_url", "https://github.com/acme", "HOST/ORG/NAME"),
     ("framework", "pytorch", "not one of sklearn, xgboost, lightgbm, onnx, custom"),
+    ("task", "ranking", "not one of binary, multiclass, regression"),
     ("cpu_request", "lots", "does not start with a number"),
     ("cpu_request", "0", "must be more than zero"),
     ("cpu_request", "0.5m", "finer than 1m"),

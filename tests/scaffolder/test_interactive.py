@@ -40,7 +40,7 @@ def _accept_defaults_until(child: pexpect.spawn, stop: str) -> None:
     child.expect_exact(f"{stop}:")
 
 
-def test_a_bad_name_is_explained_corrected_and_a_framework_picked_with_arrows(
+def test_a_bad_name_is_explained_corrected_and_a_framework_and_task_picked_with_arrows(
     lls: Lls, tmp_path: Path
 ) -> None:
     child = _spawn(lls, tmp_path)
@@ -57,7 +57,9 @@ def test_a_bad_name_is_explained_corrected_and_a_framework_picked_with_arrows(
         child.send("\r")
     child.expect_exact("framework:")
     child.send(DOWN + DOWN + "\r")  # scikit-learn, XGBoost, LightGBM
-    for name in QUESTIONS[QUESTIONS.index("framework") + 1 :]:
+    child.expect_exact("task:")
+    child.send(DOWN + "\r")  # binary, multiclass
+    for name in QUESTIONS[QUESTIONS.index("task") + 1 :]:
         child.expect_exact(f"{name}:")
         child.send("\r")
     child.expect_exact("Created fraud-score")
@@ -67,13 +69,17 @@ def test_a_bad_name_is_explained_corrected_and_a_framework_picked_with_arrows(
     answers = yaml.safe_load((tmp_path / "svc" / ".copier-answers.yml").read_text())
     assert answers["service_name"] == "fraud-score"
     assert answers["framework"] == "lightgbm"
+    assert answers["task"] == "multiclass"
     assert answers["owner_email"] == "payments-team@example.com"
     assert answers["repository_url"] == "https://github.com/example/fraud-score"
-    assert (tmp_path / "svc" / "fraud_score" / "model.py").is_file()
+    assert (
+        'CLASSES = ["low", "medium", "high"]'
+        in (tmp_path / "svc" / "fraud_score" / "model.py").read_text()
+    )
 
 
 @pytest.mark.parametrize(
-    ("key", "value", "reason"), [bad for bad in BAD_ANSWERS if bad[0] != "framework"]
+    ("key", "value", "reason"), [bad for bad in BAD_ANSWERS if bad[0] not in {"framework", "task"}]
 )
 def test_a_bad_answer_typed_is_explained_and_asked_again(
     lls: Lls, tmp_path: Path, key: str, value: str, reason: str
