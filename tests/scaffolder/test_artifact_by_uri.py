@@ -1,10 +1,13 @@
 """A team whose model leaves git, as it would do it: the artifact on a web server, named by URI
 and checksum in models.yaml, the runtime's http extra added and locked; the service's own
-`dev.py test` fetches it once and passes on the fetched copy."""
+`dev.py test` fetches it once and passes on the fetched copy. The service is a multiclass one
+(the framework that installs fastest): its canaries send a missing value and a category by
+name, and answer a probability per class."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +32,10 @@ def web_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 def test_a_service_serves_an_artifact_fetched_by_uri(
     lls: Lls, tmp_path: Path, web_server: tuple[str, Path]
 ) -> None:
-    generated = lls("new", "--defaults", "--data", "framework=custom", cwd=tmp_path)
+    generated = lls(
+        "new", "--defaults", "--data", "framework=custom", "--data", "task=multiclass",
+        cwd=tmp_path,
+    )  # fmt: skip
     assert generated.returncode == 0, generated.output
     service = tmp_path / "demo-model"
     url, host = web_server
@@ -59,6 +65,10 @@ def test_a_service_serves_an_artifact_fetched_by_uri(
     assert f"FETCHED demo-model v1: {uri} -> {cached}" in tested.stdout
     assert cached.read_bytes() == (host / "model-v1.json").read_bytes()
     assert " passed" in tested.stdout
+    canaries = json.loads((service / "demo_model" / "test_data.json").read_text())
+    assert None in canaries[0]["features"].values()
+    assert canaries[0]["features"]["segment"] == "retail"
+    assert len(canaries[0]["expected"][0]) == 3  # low, medium, high
     # the fetched copy is not the team's to commit
     status = run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=service)
     assert "artifacts/.fetched" not in status.stdout
