@@ -1,12 +1,18 @@
 """`lls upgrade` from v0.4.0, the release before the newest, of a scikit-learn service (the
-default) whose team changed its chart values and added a page of its own: the upgrade is clean,
-keeps both, pins the newest runtime, and the service passes its own tests. The team keeps its
+default) whose team changed its chart values, added a page of its own and edited its model:
+the upgrade is clean, keeps all three, pins the newest runtime, and the service passes its own
+tests. The newer example model is another one (typed features with a missing value and a
+category, a Pipeline on a data frame, a task question), but a service's model is its team's:
+its code, canaries, artifact, training script and drift data stay byte for byte, neither
+merged with the new example nor replaced by it; the answers gain `task` with what the service
+has (binary), and the runtime's dataframe extra arrives with its lock. The team keeps its
 deployed version in the values too (`models`): they gain `delivery` (the cache of the versions
 declared by URI) around it without a conflict, and the chart renders with them."""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 import helm_python as helm
 import pytest
@@ -14,17 +20,34 @@ import yaml
 
 from tests.scaffolder.conftest import Lls, run
 
-from .conftest import NEW, NEW_RUNTIME, SERVICE, Upgraded, git, lls_env, upgrade
+from .conftest import NEW, NEW_RUNTIME, PACKAGE, SERVICE, Upgraded, git, lls_env, upgrade
 
 pytestmark = pytest.mark.slow
 
 V040 = "v0.4.0"
 MODEL = "demo-model"  # the default answer's model id
 TEAM_PAGE = "# Features\n\nWhat each feature means, by the team that owns the model.\n"
+MODEL_FILES = (
+    f"{PACKAGE}/model.py",
+    f"{PACKAGE}/test_data.json",
+    "artifacts/model-v1.joblib",
+    "scripts/train_model.py",
+    "tests/test_training.py",
+    "drift/demo-model/inputs.jsonl",
+    "drift/demo-model/baseline.jsonl",
+)
+# The team's own line in predict(), where the newer example's predict differs entirely.
+ANCHOR = "        rows = numpy.asarray(features, dtype=numpy.float64)\n"
+TEAM_LINE = "        # team: the rows come from the feature store's nightly export\n"
+
+
+@dataclass(frozen=True)
+class FromV040(Upgraded):
+    model_before: dict[str, bytes]
 
 
 @pytest.fixture(scope="session")
-def from_v040(offline_lls: Lls, tmp_path_factory: pytest.TempPathFactory) -> Upgraded:
+def from_v040(offline_lls: Lls, tmp_path_factory: pytest.TempPathFactory) -> FromV040:
     parent = tmp_path_factory.mktemp("from-v040")
     made = offline_lls("new", "--defaults", "--version", V040, cwd=parent, env=lls_env())
     assert made.returncode == 0, made.output
@@ -34,14 +57,18 @@ def from_v040(offline_lls: Lls, tmp_path_factory: pytest.TempPathFactory) -> Upg
     assert "\nmodels: {}\n" in text
     values.write_text(text.replace("\nmodels: {}\n", f"\nmodels:\n  {MODEL}:\n    primary: v1\n"))
     (service / "docs" / "features.md").write_text(TEAM_PAGE)
+    model = service / PACKAGE / "model.py"
+    assert ANCHOR in model.read_text()
+    model.write_text(model.read_text().replace(ANCHOR, TEAM_LINE + ANCHOR))
     git(service, "add", "--all")
-    git(service, "commit", "--quiet", "-m", "Team: a larger /tmp, a page on the features")
+    git(service, "commit", "--quiet", "-m", "Team: a larger /tmp, v1 pinned, a page, a model note")
+    before = {name: (service / name).read_bytes() for name in MODEL_FILES}
     done = upgrade(offline_lls, service, "--defaults")
     tested = run([sys.executable, "dev.py", "test"], cwd=service) if done.returncode == 0 else done
-    return Upgraded(service, done, tested)
+    return FromV040(service, done, tested, before)
 
 
-def test_the_upgrade_is_clean_and_keeps_the_team_edits(from_v040: Upgraded) -> None:
+def test_the_upgrade_is_clean_and_keeps_the_team_edits(from_v040: FromV040) -> None:
     assert from_v040.upgraded.returncode == 0, from_v040.upgraded.output
     assert "conflicts 0" in from_v040.upgraded.stdout
     service = from_v040.path
@@ -52,12 +79,37 @@ def test_the_upgrade_is_clean_and_keeps_the_team_edits(from_v040: Upgraded) -> N
     assert f"lls-serving-runtime=={NEW_RUNTIME}" in (service / "requirements.txt").read_text()
 
 
-def test_the_upgraded_service_passes_its_own_tests(from_v040: Upgraded) -> None:
+def test_task_is_answered_with_what_the_service_has(from_v040: FromV040) -> None:
+    assert from_v040.upgraded.returncode == 0, from_v040.upgraded.output
+    assert "New question task: binary" in from_v040.upgraded.stdout
+    answers = yaml.safe_load((from_v040.path / ".copier-answers.yml").read_text())
+    assert answers["task"] == "binary"
+
+
+def test_the_teams_model_stays_byte_for_byte(from_v040: FromV040) -> None:
+    assert from_v040.upgraded.returncode == 0, from_v040.upgraded.output
+    service = from_v040.path
+    for name, content in from_v040.model_before.items():
+        assert (service / name).read_bytes() == content, name
+    model = (service / PACKAGE / "model.py").read_text()
+    assert TEAM_LINE in model
+    assert "feature_schema" not in model  # the new example did not come in
+    assert not list(service.rglob("*.rej"))
+
+
+def test_the_dataframe_extra_arrives_with_its_lock(from_v040: FromV040) -> None:
+    assert from_v040.upgraded.returncode == 0, from_v040.upgraded.output
+    service = from_v040.path
+    assert '"lls-serving-runtime[dataframe]==' in (service / "pyproject.toml").read_text()
+    assert "\npandas==" in (service / "requirements.txt").read_text()
+
+
+def test_the_upgraded_service_passes_its_own_tests(from_v040: FromV040) -> None:
     assert from_v040.tested.returncode == 0, from_v040.tested.output[-4000:]
     assert " passed" in from_v040.tested.stdout
 
 
-def test_the_values_gain_delivery_and_keep_the_team_models(from_v040: Upgraded) -> None:
+def test_the_values_gain_delivery_and_keep_the_team_models(from_v040: FromV040) -> None:
     service = from_v040.path
     answers = yaml.safe_load((service / ".copier-answers.yml").read_text())
     assert answers["model_id"] == MODEL
