@@ -59,7 +59,9 @@ def test_the_repository_is_committed_with_its_answers_and_runtime(
     assert (service.path / "wheels" / built.runtime_wheel.name).read_bytes() == (
         built.runtime_wheel.read_bytes()
     )
-    pin = f'"lls-serving-runtime=={built.runtime_version}"'
+    assert answers["task"] == "binary"
+    # the scikit-learn Pipeline takes a data frame: the runtime's dataframe extra (pandas)
+    pin = f'"lls-serving-runtime[dataframe]=={built.runtime_version}"'
     assert pin in (service.path / "pyproject.toml").read_text()
     assert "* @example/demo" in (service.path / ".github" / "CODEOWNERS").read_text()
 

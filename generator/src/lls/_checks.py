@@ -42,7 +42,7 @@ _INSTALLED = frozenset(
     | {"lightgbm", "ml_dtypes", "narwhals", "numpy", "onnx", "onnxruntime", "scipy", "skl2onnx"}
     | {"sklearn", "threadpoolctl", "xgboost", "iniconfig", "packaging", "pluggy", "py"}
     | {"pygments", "pytest", "ruff", "uv", "colorama", "pip", "pkg_resources", "setuptools"}
-    | {"h11", "uvicorn", "uvicorn_worker", "uvloop", "test"}
+    | {"h11", "uvicorn", "uvicorn_worker", "uvloop", "test", "pandas", "dateutil"}
 )
 # The service's own top-level directories: the package would be rendered into one of them.
 _DIRECTORIES = frozenset(
