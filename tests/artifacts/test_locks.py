@@ -102,7 +102,7 @@ def test_the_service_check_sees_a_dependency_added_without_a_new_lock(
     pyproject = copy / "pyproject.toml"
     pyproject.write_text(
         pyproject.read_text().replace(
-            "dependencies = [\n", 'dependencies = [\n    "pandas>=2",\n', 1
+            "dependencies = [\n", 'dependencies = [\n    "polars>=1",\n', 1
         )
     )
     done = subprocess.run(
@@ -110,5 +110,5 @@ def test_the_service_check_sees_a_dependency_added_without_a_new_lock(
         cwd=copy, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert done.returncode == 1
-    assert "pandas>=2 is not locked" in done.stdout
+    assert "polars>=1 is not locked" in done.stdout
     assert "run python3 dev.py lock" in done.stdout
