@@ -116,6 +116,20 @@ def test_the_service_of_each_task_passes_its_canaries_drift_and_training_checks(
     path, bin, task = rendered
     answers = yaml.safe_load((path / ".copier-answers.yml").read_text())
     assert answers["task"] == task
+    # what the output is, said where an operator and a caller look
+    said = {
+        "binary": "the probability of the positive class",
+        "multiclass": "a probability per class",
+        "regression": "a predicted value per row",
+    }[task]
+    dashboard = json.loads((path / "chart" / "files" / "dashboard.json").read_text())
+    assert said in dashboard["description"]
+    (shadows,) = [p for p in dashboard["panels"] if p["title"] == "Shadow agreement"]
+    assert said in shadows["description"]
+    readme = " ".join((path / "README.md").read_text().split())
+    assert {"binary": "that the row belongs to the positive class",
+            "multiclass": "a list of probabilities, one per class",
+            "regression": "one predicted value per row"}[task] in readme  # fmt: skip
     if task == "binary":
         return  # conftest's service ran its whole suite, these files among them
     files = ["tests/test_canaries.py", "tests/test_drift.py", "tests/test_training.py"]
