@@ -263,6 +263,8 @@ def test_only_the_new_questions_are_asked_in_a_terminal(offline_lls: Lls, servic
     child.expect_exact("repository_url:")
     assert "team:" not in (child.before or "")
     child.send("\r")
+    child.expect_exact("task:")  # new in v0.5.0: binary, what the service has, by default
+    child.send("\r")
     child.expect_exact("request_timeout_ms:")  # new in v0.4.0 too
     child.send("\r")
     child.expect_exact("spread_across_zones:")
@@ -281,6 +283,7 @@ def test_only_the_new_questions_are_asked_in_a_terminal(offline_lls: Lls, servic
     assert child.exitstatus == 0, out
     assert "New question spread_across_zones: False" in out
     assert "New question repository_url: https://github.com/example/demo-model" in out
+    assert "New question task: binary" in out
     assert "+  zones: false" in out
     assert "+  sample: 0.5" in out  # the recording section of models.yaml
 
@@ -300,6 +303,7 @@ def test_questions_go_to_the_terminal_and_only_the_diff_to_stdout(
     )
     asked = (
         "repository_url:",
+        "task:",
         "request_timeout_ms:",
         "spread_across_zones:",
         "record_outputs:",
