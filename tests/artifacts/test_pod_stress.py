@@ -99,7 +99,8 @@ def stressed(render: Renders, pod_venv: Path, tmp_path: Path) -> Iterator[Stress
 
 
 def post(url: str, first: float, headers: dict[str, str] | None = None) -> httpx.Response:
-    body = {"model_id": "demo-model", "features": [[first, 0.0, 0.0, 0.0]]}
+    # a row in the example's feature order: f0 to f3, then its category
+    body = {"model_id": "demo-model", "features": [[first, 0.0, 0.0, 0.0, "retail"]]}
     return httpx.post(f"{url}/infer", json=body, headers=headers, timeout=30)
 
 
