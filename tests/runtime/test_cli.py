@@ -167,6 +167,24 @@ def test_metrics_count_requests_by_model_version_and_status(fresh_service: Path)
     assert value("lls_model_ready", model_id="linear") == 1
 
 
+def test_a_scrape_while_a_process_creates_its_metrics_file_answers(
+    fresh_service: Path, tmp_path: Path
+) -> None:
+    """A process (a new worker, the replaced background process, the first use of a metric)
+    opens its metrics file before it sizes it: a scrape in between finds it empty. The scrape
+    must still answer, with everyone else's series, not a 500 that fails Prometheus' job."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    with running(fresh_service, workers=1, env={"TMPDIR": str(temporary)}) as server:
+        assert server.post("/infer", {"model_id": "linear", "features": [1, 1]}).status_code == 200
+        (folder,) = temporary.glob("lls-serving-*/metrics")
+        (folder / "counter_4194304.db").touch()  # just opened by a process not yet sized
+        scraped = httpx.get(server.url + "/metrics", timeout=30)
+        assert scraped.status_code == 200, scraped.text
+        names = {f.name for f in text_string_to_metric_families(scraped.text)}
+        assert "lls_requests" in names
+
+
 def test_shared_server_lists_its_version_states(server: Server) -> None:
     result = runtime("models", "--url", server.url)
     rows = [line.split(maxsplit=2) for line in result.stdout.splitlines()]

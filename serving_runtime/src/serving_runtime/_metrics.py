@@ -8,6 +8,7 @@ Model state is read from the registry at scrape time, so it is never stale.
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -72,7 +73,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         own = None if self.multiprocess else self.registry
         if self.multiprocess:
-            MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
+            _Collector(self.registry)
         self.registry.register(_StateCollector(snapshot))
         labels = ["model_id", "version", "status"]
         self._requests = Counter(
@@ -204,6 +205,27 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+class _Collector(MultiProcessCollector):
+    """prometheus_client's collector of every process's files, but for a file a process has
+    just opened and not yet sized (a new worker, the replaced background process, a metric's
+    first use): empty, it has no series yet, and reading it would fail the whole scrape."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        super().__init__(registry)  # type: ignore[no-untyped-call]
+
+    def collect(self) -> Iterator[Metric]:
+        files = []
+        for name in glob.glob(os.path.join(self._folder, "*.db")):
+            try:
+                if os.path.getsize(name) >= 8:  # its header: how much of it is in use
+                    files.append(name)
+            except FileNotFoundError:  # a dead process's live gauges, forgotten meanwhile
+                continue
+        merged: Iterator[Metric] = self.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+        return merged
 
 
 def forget_worker(pid: int) -> None:
