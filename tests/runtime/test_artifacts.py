@@ -9,6 +9,7 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -252,3 +253,17 @@ def test_a_scheme_without_its_back_end_says_which_extra_to_install(tmp_path: Pat
     with pytest.raises(ArtifactError, match=r"needs lls-serving-runtime\[gcs\]"):
         fetch_artifact("gs://models/linear/v1.json", "0" * 64, tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cache_that_cannot_keep_the_artifact_is_the_versions_error(tmp_path: Path) -> None:
+    """A file where the cache's folder should be, or a URI whose name is too long for the file
+    system: an ArtifactError naming the URI (a delivery marks the version failed), never an
+    OSError that would end the fetch of every other version."""
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache folder should be")
+    uri = "https://models.example/linear/v1.json"
+    with pytest.raises(ArtifactError, match=re.escape(f"cannot keep {uri} in {blocked}")):
+        fetch_artifact(uri, "0" * 64, blocked)
+    named = "https://models.example/" + "a" * 300 + ".json"
+    with pytest.raises(ArtifactError, match=re.escape(f"cannot keep {named}")):
+        fetch_artifact(named, "0" * 64, tmp_path / "fresh")

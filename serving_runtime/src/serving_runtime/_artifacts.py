@@ -13,8 +13,10 @@ the runtime's extras (`s3`, `gcs`), installed only by services that use them.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import stat
 import tempfile
 import time
 import urllib.error
@@ -75,12 +77,18 @@ def fetch_artifact(
     have `sha256`; nothing is left in the cache then.
     """
     target = cached_path(uri, sha256, cache)
-    if target.is_file() and _digest(target) == sha256:
-        return target, False
     scheme = urlsplit(uri).scheme
     deadline = None if timeout is None else time.monotonic() + timeout
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".partial-")
+    try:  # a name too long, a cache that cannot be written, a full disk: the version's fault
+        with contextlib.suppress(FileNotFoundError):  # not cached yet; other errors raise
+            if stat.S_ISREG(target.stat().st_mode) and _digest(target) == sha256:
+                return target, False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if len(os.fsencode(target.name)) > os.pathconf(target.parent, "PC_NAME_MAX"):
+            raise OSError(errno.ENAMETOOLONG, "the name is too long here", target.name)
+        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".partial-")
+    except OSError as exc:
+        raise ArtifactError(f"cannot keep {uri} in {cache}: {exc}") from None
     try:
         whole = hashlib.sha256()
         read = 0
@@ -107,8 +115,8 @@ def fetch_artifact(
         raise ArtifactError(f"cannot fetch {uri}: {type(exc).__name__}: {exc}") from None
     finally:
         Path(temporary).unlink(missing_ok=True)
-        if not target.exists():
-            with contextlib.suppress(OSError):  # another fetch may be writing there
+        with contextlib.suppress(OSError):  # another fetch may be writing there
+            if not target.exists():
                 target.parent.rmdir()
     return target, True
 

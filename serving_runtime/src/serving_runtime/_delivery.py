@@ -179,6 +179,9 @@ class Delivery:
             )
         except ArtifactError as exc:
             return self._failed(spec, f"could not be fetched: {exc}", fields)
+        except Exception as exc:  # whatever it was, this version failed, not the delivery
+            why = f"could not be fetched: {type(exc).__name__}: {exc}"
+            return self._failed(spec, why, fields)
         spec = VersionSpec(
             class_path,
             str(path),
