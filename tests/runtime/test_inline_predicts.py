@@ -32,6 +32,8 @@ class Where:
             return "pass"
         if features == "where":
             return threading.current_thread().name
+        if isinstance(features, list):  # rows: where each was predicted
+            return [threading.current_thread().name for _ in features]
         if features == "raise":
             raise RuntimeError("the model raised on purpose")
         if "sleep" in features:
@@ -124,3 +126,29 @@ def test_a_fast_model_goes_inline_and_back_to_threads_once_it_turns_slow(where: 
 def test_inline_predicts_can_be_turned_off(where: Path) -> None:
     with running(where, "--inline-predict-ms", "0", workers=1) as server:
         assert threads_of(server, 40) == [PREDICT_THREAD] * 40
+
+
+def test_a_request_of_more_rows_than_any_measured_goes_to_a_thread(where: Path) -> None:
+    """What a predict takes grows with its rows: a client that sends many once the version
+    predicts inline must not hold the event loop (and the probes) for all of them."""
+    with running(where, "--inline-predict-ms", "50", workers=1) as server:
+        seen = [infer(server, ["row"]).json()["output"] for _ in range(30)]
+        assert seen[-5:] == [[LOOP]] * 5
+        assert infer(server, ["row"] * 50).json()["output"] == [PREDICT_THREAD] * 50
+        # measured at 50 rows, fast: a request of as many may now run inline, not one more
+        assert infer(server, ["row"] * 50).json()["output"] == [LOOP] * 50
+        assert infer(server, ["row"] * 51).json()["output"] == [PREDICT_THREAD] * 51
+
+
+def test_a_predict_that_raised_does_not_count_as_fast(where: Path) -> None:
+    with running(where, "--inline-predict-ms", "50", workers=1) as server:
+        for _ in range(20):
+            assert infer(server, "raise").status_code == 500
+        assert threads_of(server, 1) == [PREDICT_THREAD]  # nothing measured yet
+
+
+def test_predicts_stay_on_threads_when_there_are_several(where: Path) -> None:
+    """More than one predict thread is for predicts that wait (on I/O): those are never run on
+    the loop, however fast they were so far."""
+    with running(where, "--inline-predict-ms", "50", "--threads", "2", workers=1) as server:
+        assert LOOP not in threads_of(server, 40)

@@ -5,12 +5,13 @@ awaits them, so it goes on answering probes, reading requests and forming the ne
 A fast one does run on the loop (inline): handing rows to a thread and its answer back costs
 more CPU than a predict of a fraction of a millisecond (measured in docs/design.md). So:
 
-- each model version's predict time is measured, on threads, a moving average; an unbatched
-  version whose average stays under `inline_below` (1 ms by default) after its first
-  `_MEASURED_FIRST` predicts is predicted inline, and measured there too; once its average
-  rises past the bound it goes back to threads (a probe waits behind at most the one slow
-  predict that raised it);
-- a batched version always goes to a thread: its next batch forms while one predicts.
+- each model version's predicts are measured (time and rows); an unbatched version whose last
+  `_MEASURED` predicts all took less than `inline_below` (1 ms by default) is predicted
+  inline, measured there too, for a request of no more rows than the most of those had; a
+  larger request goes to a thread, and so does every predict for `_MEASURED` predicts after
+  one that took longer (a probe waits behind at most that one, however the requests come);
+- a batched version always goes to a thread: its next batch forms while one predicts; so does
+  every version of a scheduler with more than one thread (set for predicts that wait).
 
 A few predict threads (one per worker process by default) take the rest:
 
@@ -53,10 +54,8 @@ class BatchPolicy:
 
 
 UNBATCHED = BatchPolicy()
-# A version is predicted on the event loop only once this many of its predicts were measured.
-_MEASURED_FIRST = 16
-# The weight of the newest predict in a version's moving average of predict time.
-_SMOOTHING = 0.2
+# How many of a version's latest predicts decide whether it is predicted on the event loop.
+_MEASURED = 16
 # Past this many versions timed, the timings are forgotten and measured anew (unloaded versions
 # would otherwise hold their entries for ever).
 _TIMED_AT_MOST = 256
@@ -163,20 +162,25 @@ class _Silent:
 
 
 class _Timing:
-    """A model version's predict time: how many were measured, and their moving average."""
+    """A model version's latest predicts that succeeded: their rows and seconds."""
 
-    __slots__ = ("average", "count")
+    __slots__ = ("latest",)
 
     def __init__(self) -> None:
-        self.count = 0
-        self.average = 0.0
+        self.latest: deque[tuple[int, float]] = deque(maxlen=_MEASURED)
 
-    def add(self, seconds: float) -> None:
-        self.count += 1
-        if self.count == 1:
-            self.average = seconds
-        else:
-            self.average += _SMOOTHING * (seconds - self.average)
+    def add(self, rows: int, seconds: float) -> None:
+        self.latest.append((rows, seconds))
+
+    def inline(self, rows: int, below: float) -> bool:
+        """Whether a predict of `rows` rows may run on the loop: every latest one was faster
+        than `below`, and one at least had as many rows."""
+        latest = self.latest
+        return (
+            len(latest) == _MEASURED
+            and max(s for _, s in latest) < below
+            and rows <= max(r for r, _ in latest)
+        )
 
 
 class Scheduler:
@@ -209,7 +213,7 @@ class Scheduler:
         self._wake_at = 0.0
         self._running_since = [0.0] * self.threads  # per thread: when its batch began
         self._unsplittable: set[int] = set()  # models whose outputs did not split by rows
-        self._timings: dict[int, _Timing] = {}  # per version (its instance): predict time
+        self._timings: dict[tuple[str, str, int], _Timing] = {}  # per version: predicts
         for index in range(self.threads):
             thread = threading.Thread(
                 target=self._serve, args=(index,), name=f"lls-predict-{index}", daemon=True
@@ -247,7 +251,7 @@ class Scheduler:
         loop = self._loop
         policy = self._policy(model)
         now = time.monotonic()
-        if policy.max_rows == 1 and self._inline(model):
+        if policy.max_rows == 1 and self._inline(model, inputs):
             return self._predict_inline(model, inputs, deadline, now)
         rows = len(inputs) if policy.max_rows > 1 else 1
         job = _Job(model, inputs, rows, loop.create_future(), now)
@@ -270,14 +274,12 @@ class Scheduler:
             self._next()
         return await job.future
 
-    def _inline(self, model: ServedModel) -> bool:
-        """Whether `model` is fast enough to predict on the event loop."""
-        timing = self._timings.get(id(model.instance))
-        return (
-            timing is not None
-            and timing.count >= _MEASURED_FIRST
-            and timing.average < self.inline_below
-        )
+    def _inline(self, model: ServedModel, inputs: Any) -> bool:
+        """Whether `model` is fast enough to predict `inputs` on the event loop."""
+        if self.threads > 1 or not self.inline_below:
+            return False
+        timing = self._timings.get(_version_of(model))
+        return timing is not None and timing.inline(_rows(inputs), self.inline_below)
 
     def _predict_inline(
         self, model: ServedModel, inputs: Any, deadline: float | None, now: float
@@ -288,20 +290,24 @@ class Scheduler:
         self.observer.waited(model.model_id, model.version, 0.0)
         started = time.perf_counter()
         raised, value = _predict_one(model, inputs)
-        self._timed(model, time.perf_counter() - started)
+        if not raised:
+            self._timed(model, inputs, time.perf_counter() - started)
         self.observer.batch(model.model_id, model.version, 1)
         if raised:
             raise value
         return value
 
-    def _timed(self, model: ServedModel, seconds: float) -> None:
+    def _timed(self, model: ServedModel, inputs: Any, seconds: float) -> None:
+        """Measured: a predict of `inputs` that succeeded (one that raised says nothing of
+        what the next may take)."""
         timings = self._timings
-        timing = timings.get(id(model.instance))
+        key = _version_of(model)
+        timing = timings.get(key)
         if timing is None:
             if len(timings) >= _TIMED_AT_MOST:
                 timings.clear()
-            timing = timings[id(model.instance)] = _Timing()
-        timing.add(seconds)
+            timing = timings[key] = _Timing()
+        timing.add(_rows(inputs), seconds)
 
     def _policy(self, model: ServedModel) -> BatchPolicy:
         policy = self.policies.get(model.model_id, UNBATCHED)
@@ -406,8 +412,8 @@ class Scheduler:
     def _done(self, batch: _Batch) -> None:
         self._busy -= 1
         model = batch.model
-        if len(batch.jobs) == 1 and not batch.split:  # what it would cost inline
-            self._timed(model, batch.seconds)
+        if len(batch.jobs) == 1 and not batch.split and not batch.outcomes[0][0]:
+            self._timed(model, batch.jobs[0].inputs, batch.seconds)  # what it costs inline
         if batch.split:
             self.observer.batch(model.model_id, model.version, batch.rows)
         else:
@@ -456,6 +462,16 @@ class Scheduler:
                 self._unsplittable.add(id(batch.model.instance))
             batch.split = False
         batch.outcomes = [_predict_one(batch.model, job.inputs) for job in batch.jobs]
+
+
+def _version_of(model: ServedModel) -> tuple[str, str, int]:
+    # The instance too: a version unloaded and loaded again is measured anew.
+    return model.model_id, model.version, id(model.instance)
+
+
+def _rows(inputs: Any) -> int:
+    """Rows of a predict's inputs: a list's length (rows of features), else one."""
+    return len(inputs) if isinstance(inputs, list) else 1
 
 
 def _predict_one(model: ServedModel, inputs: Any) -> tuple[bool, Any]:

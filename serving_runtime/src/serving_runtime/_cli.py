@@ -92,9 +92,10 @@ def _parser() -> argparse.ArgumentParser:
         "--inline-predict-ms",
         type=float,
         default=float(_env("INLINE_PREDICT_MS", "1")),
-        help="a model whose predicts take less than this on average (measured) is predicted "
-        "on the event loop, which costs less CPU than a thread; slower ones run on the "
-        "predict threads, so probes never wait behind them (0: every predict on a thread) "
+        help="a model whose last 16 predicts each took less than this (measured) is predicted "
+        "on the event loop, which costs less CPU than a thread, for requests of no more "
+        "rows; others run on the predict threads, as with --threads above 1, so probes "
+        "never wait behind them (0: every predict on a thread) "
         "[$SERVING_RUNTIME_INLINE_PREDICT_MS, 1]",
     )
     serve.add_argument(
