@@ -107,6 +107,32 @@ def test_a_declared_version_is_fetched_self_tested_then_takes_its_share_everywhe
         assert {version_for(server, f"k{n}") for n in range(10)} == {"v1"}
 
 
+def test_the_cache_keeps_only_what_the_file_declares(
+    fresh_service: Path, tmp_path: Path, host: tuple[str, Path, list[str]]
+) -> None:
+    """A pod that is given v4, then v5 instead, over its life holds v5's bytes only: the cache
+    is a volume with a size limit, and a pod that fills it is evicted."""
+    url, folder, _ = host
+    v5 = json.dumps({"a": 3, "b": 1}).encode()  # 5 at (1, 2): passes the canary
+    (folder / "linear-v4.json").write_bytes(V4)
+    (folder / "linear-v5.json").write_bytes(v5)
+    cache = tmp_path / "delivered"
+    env = {"SERVING_RUNTIME_DELIVERY_CACHE": str(cache)}
+    volume = ConfigMapVolume(tmp_path / "overrides")
+    volume.write({})
+    with running(fresh_service, "--overrides", str(volume.path), workers=1, env=env) as server:
+        first = volume.write(declaring(f"{url}/linear-v4.json", sha256(V4), primary="v4"))
+        wait_for(lambda: settled(server, first))
+        assert sorted(p.name for p in cache.iterdir()) == [sha256(V4)]
+        (cache / sha256(V4) / ".partial-killed").write_bytes(b"a fetch killed midway")
+        declared = {"v5": {"artifact": f"{url}/linear-v5.json", "sha256": sha256(v5)}}
+        second = volume.write({"models": {"linear": {"versions": declared, "primary": "v5"}}})
+        wait_for(lambda: settled(server, second))
+        assert states(server)["v5"]["state"] == "serving"
+        assert sorted(p.name for p in cache.iterdir()) == [sha256(v5)]
+        assert [p.name for p in (cache / sha256(v5)).iterdir()] == ["linear-v5.json"]
+
+
 def test_a_declared_version_that_cannot_serve_never_does_and_is_reported(
     fresh_service: Path, tmp_path: Path, host: tuple[str, Path, list[str]]
 ) -> None:

@@ -19,6 +19,7 @@ the reason: it never serves, and the parts of the file that ask for it are refus
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -152,6 +153,26 @@ class Delivery:
             finally:
                 for model_id, version, _ in wanted:
                     self.registry.discard_prepared(model_id, version)
+            self._prune(overrides)
+
+    def _prune(self, overrides: Overrides) -> None:
+        """Drop from the cache what this content of the file no longer declares (and what a
+        fetch killed midway left), so that a pod fetching v3, v4, v5... over its life never
+        fills the cache's volume and gets evicted. Under the lock: no fetch runs meanwhile."""
+        kept = {
+            declared.sha256
+            for entry in overrides.models.values()
+            for declared in entry.versions.values()
+        }
+        cache = self.limits.cache
+        if not cache.is_dir():
+            return
+        for folder in cache.iterdir():
+            if folder.name not in kept:
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
+            for partial in folder.glob(".partial-*"):
+                partial.unlink(missing_ok=True)
 
     def _deliver(self, model_id: str, version: str, declared: DeclaredVersion) -> VersionSpec:
         model = self.config.models[model_id]
