@@ -99,8 +99,13 @@ def test_sigterm_lets_in_flight_requests_finish_and_fails_none(tmp_path: Path) -
     # No answer is ever an error; after the signal, a client may only find the door closed.
     assert [r for r in results if r.status is not None and r.status != 200] == []
     assert [r for r in before if r.status != 200 and r.started < signalled - 0.1] == []
+    # A request sent on a kept-alive connection as its worker closes it after the signal finds
+    # the connection closed under it (HTTP/1.1's keep-alive race: clients retry); a request
+    # sent earlier was read and answered, as asserted above.
     late = {r.error for r in results if r.status is None}
-    assert late <= {"ConnectError"}, late
+    assert late <= {"ConnectError", "ReadError"}, late
+    cut = [r for r in results if r.error == "ReadError"]
+    assert all(r.started >= signalled - 0.1 for r in cut), cut
 
 
 def test_promote_rollback_load_unload_under_load_reach_every_worker(fresh_service: Path) -> None:
