@@ -22,7 +22,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ._artifacts import fetch_artifact
@@ -203,14 +203,7 @@ class Delivery:
         except Exception as exc:  # whatever it was, this version failed, not the delivery
             why = f"could not be fetched: {type(exc).__name__}: {exc}"
             return self._failed(spec, why, fields)
-        spec = VersionSpec(
-            class_path,
-            str(path),
-            declared.shadow,
-            digest=declared.sha256,
-            uri=declared.artifact,
-            declared=True,
-        )
+        spec = replace(spec, artifact=str(path))
         entry = self.registry.prepare(model_id, version, spec)
         if not entry.passed:
             return self._failed(spec, entry.problem or "cannot serve", fields)
