@@ -11,6 +11,8 @@ import os
 import re
 import subprocess
 import sys
+import time
+import urllib.request
 import venv
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -155,3 +157,17 @@ def service(request: pytest.FixtureRequest, services: dict[str, Future[Service]]
     """The service of the framework the test is parametrized with (indirect)."""
     framework: str = request.param
     return services[framework].result()
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Until `url` answers 200, while `process` (the server) lives; fails past `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the server exited"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} not ready within {timeout} s")

@@ -6,10 +6,8 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -19,8 +17,9 @@ import yaml
 
 from lls import InvalidAnswer, check_answer
 from lls._questions import load_questions
+from serving_runtime.testing import free_port
 
-from .conftest import FRAMEWORKS, LATEST, ROOT, Built, Lls, Service, run
+from .conftest import FRAMEWORKS, LATEST, ROOT, Built, Lls, Service, run, wait_ready
 
 pytestmark = pytest.mark.slow
 each_framework = pytest.mark.parametrize("service", FRAMEWORKS, indirect=True)
@@ -74,13 +73,6 @@ def _readme_request(readme: str) -> dict[str, Any]:
     return body
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
     request = urllib.request.Request(
         url, json.dumps(body).encode(), {"content-type": "application/json"}, method="POST"
@@ -88,19 +80,6 @@ def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
     with urllib.request.urlopen(request, timeout=10) as response:
         answer: dict[str, Any] = json.load(response)
         return answer
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the server exited"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} not ready within {timeout} s")
 
 
 @each_framework
@@ -124,12 +103,12 @@ def test_the_readme_serve_command_answers_the_readme_curl(service: Service) -> N
     readme = (service.path / "README.md").read_text()
     commands = re.findall(r"^(python3 dev\.py \w+)", readme, re.MULTILINE)
     assert commands[:2] == ["python3 dev.py serve", "python3 dev.py test"]
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "dev.py", "serve", "--bind", f"127.0.0.1:{port}"], cwd=service.path
     )
     try:
-        _wait_ready(f"http://127.0.0.1:{port}/readyz", server)
+        wait_ready(f"http://127.0.0.1:{port}/readyz", server)
         answer = _post(f"http://127.0.0.1:{port}/infer", _readme_request(readme))
     finally:
         server.send_signal(signal.SIGTERM)

@@ -13,9 +13,7 @@ from __future__ import annotations
 import json
 import math
 import signal
-import socket
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +25,9 @@ import pytest
 import tritonclient.http as triton
 import yaml
 
-from .conftest import FRAMEWORKS, Lls, Service, run
+from serving_runtime.testing import free_port
+
+from .conftest import FRAMEWORKS, Lls, Service, run, wait_ready
 
 pytestmark = pytest.mark.slow
 TASKS = ("binary", "multiclass", "regression")
@@ -42,36 +42,16 @@ def numbers(output: Any) -> list[float]:
     return [float(output)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the server exited"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} not ready within {timeout} s")
-
-
 @contextmanager
 def _served(path: Path, bin: Path) -> Iterator[str]:
     """The service at `path` served on a free port by the runtime of `bin`'s venv."""
-    port = _free_port()
+    port = free_port()
     command = [bin / "python", "-m", "serving_runtime", "serve", "--workers", "1"]
     server = subprocess.Popen(
         [*map(str, command), "--bind", f"127.0.0.1:{port}"], cwd=path, start_new_session=True
     )
     try:
-        _wait_ready(f"http://127.0.0.1:{port}/readyz", server)
+        wait_ready(f"http://127.0.0.1:{port}/readyz", server, timeout=120)
         yield f"127.0.0.1:{port}"
     finally:
         server.send_signal(signal.SIGTERM)
