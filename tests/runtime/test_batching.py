@@ -59,7 +59,10 @@ BATCHED = {
 def batched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     config = build_service(tmp_path_factory.mktemp("batched"), BATCHED)
     (config.parent / "held_model.py").write_text(HELD)
-    with running(config, workers=1) as server:
+    # Predicts on the thread only: these tests hold one predict so that requests queue behind
+    # it, and a held predict on the event loop would hold the whole server (inline batched
+    # predicts are tested in test_inline_predicts.py).
+    with running(config, "--inline-predict-ms", "0", workers=1) as server:
         yield server
 
 

@@ -3,12 +3,19 @@ measured predict time, and whichever way a predict runs, its client gets the sam
 
 from __future__ import annotations
 
+import json
+import re
+import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from .conftest import Server, build_service, running
 from .test_offload import metric, wait_for
@@ -152,3 +159,171 @@ def test_predicts_stay_on_threads_when_there_are_several(where: Path) -> None:
     the loop, however fast they were so far."""
     with running(where, "--inline-predict-ms", "50", "--threads", "2", workers=1) as server:
         assert LOOP not in threads_of(server, 40)
+
+
+# A batched model that says where each row was predicted; while the file `hold` exists beside
+# its artifact, a predict says it started (and where) and waits.
+ROWS = """
+import threading
+import time
+from pathlib import Path
+
+
+class Rows:
+    feature_names = ["a", "b"]
+    test_data = [{"features": {"a": 0, "b": 0}, "expected": [0]}]
+
+    def load(self, file):
+        self.folder = Path(file).parent
+
+    def predict(self, rows):
+        if rows == [[0, 0]]:
+            return [0]
+        name = threading.current_thread().name
+        if (self.folder / "hold").exists():
+            (self.folder / "started").write_text(name)
+            while (self.folder / "hold").exists():
+                time.sleep(0.005)
+        return [[a + b, name] for a, b in rows]
+"""
+BATCHED = {
+    "models": {
+        "rows": {
+            "class": "rows_model:Rows",
+            "primary": "1",
+            "versions": {"1": {"artifact": "rows/artifact"}},
+            "batching": {"max_rows": 12, "max_wait_ms": 2},
+        },
+        "other": {  # unbatched: its held predict holds the event loop
+            "class": "rows_model:Rows",
+            "primary": "1",
+            "versions": {"1": {"artifact": "other/artifact"}},
+        },
+    }
+}
+
+
+@pytest.fixture
+def rows(tmp_path: Path) -> Path:
+    config = build_service(tmp_path / "service", BATCHED)
+    (config.parent / "rows_model.py").write_text(ROWS)
+    for model in ("rows", "other"):
+        (config.parent / model).mkdir()
+        (config.parent / model / "artifact").write_text("")
+    return config
+
+
+def row_calls(server: Server) -> float:
+    return metric(server, "lls_batch_rows_count", model_id="rows", version="1")
+
+
+def infer_other(server: Server, a: int) -> Any:
+    return server.post("/infer", {"model_id": "other", "features": [[a, 1]]}).json()
+
+
+def raw_request(a: int) -> bytes:
+    body = json.dumps({"model_id": "rows", "features": [[a, 1]]}).encode()
+    head = "POST /infer HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+    return head.encode() + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+def raw_answer(connection: socket.socket) -> Any:
+    """The JSON body of the next response on `connection`."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += connection.recv(65536)
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        body += connection.recv(65536)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return json.loads(body)
+
+
+def test_a_batched_model_predicts_inline_when_alone_and_batches_concurrent_requests(
+    rows: Path,
+) -> None:
+    """A single client of a fast batched model gets the unbatched (inline) speed; requests
+    that arrive together still become one predict call on the thread."""
+    with running(rows, "--inline-predict-ms", "50", workers=1) as server:
+        seen = [
+            server.post("/infer", {"model_id": "rows", "features": [[i, 1]]}) for i in range(30)
+        ]
+        assert [s.json()["output"] for s in seen[:16]] == [
+            [[i + 1, PREDICT_THREAD]] for i in range(16)
+        ]
+        assert [s.json()["output"] for s in seen[-5:]] == [[[i + 1, LOOP]] for i in range(25, 30)]
+
+        for i in range(20):
+            assert infer_other(server, i)["output"][0][0] == i + 1
+        assert infer_other(server, 0)["output"] == [[1, LOOP]]
+
+        # Five kept-alive connections; a predict of the other model holds the loop while each
+        # of the five sends a request: the loop reads all five in one turn.
+        where_to = urlsplit(server.url)
+        address = (where_to.hostname or "", where_to.port or 80)
+        connections = [socket.create_connection(address) for _ in range(5)]
+        try:
+            for i, connection in enumerate(connections):
+                connection.sendall(raw_request(100 + i))
+                assert raw_answer(connection)["output"] == [[101 + i, LOOP]]
+            folder = rows.parent / "other"
+            (folder / "hold").write_text("")
+            held: list[Any] = []
+            holder = threading.Thread(target=lambda: held.append(infer_other(server, 7)))
+            calls = row_calls(server)
+            holder.start()
+            try:
+                wait_for((folder / "started").exists)
+                assert (folder / "started").read_text() == LOOP
+                for i, connection in enumerate(connections):
+                    connection.sendall(raw_request(200 + i))
+            finally:
+                (folder / "hold").unlink()
+            holder.join()
+            assert held[0]["output"] == [[8, LOOP]]
+            answers = [raw_answer(connection)["output"] for connection in connections]
+        finally:
+            for connection in connections:
+                connection.close()
+        assert [[row[0] for row in answer] for answer in answers] == [[201 + i] for i in range(5)]
+        assert all(answer[0][1] == PREDICT_THREAD for answer in answers), answers
+        # Fewer calls than requests: at least one batch formed.
+        assert row_calls(server) - calls < 5
+
+
+@given(requests=st.lists(st.lists(st.integers(-1000, 1000), min_size=1, max_size=6), max_size=16))
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+def test_inline_or_batched_every_client_gets_its_own_rows(
+    batched_inline: Server, requests: list[list[int]]
+) -> None:
+    answers: list[Any] = [None] * len(requests)
+
+    def post(i: int) -> None:
+        rows = [[a, 1] for a in requests[i]]
+        answers[i] = batched_inline.post("/infer", {"model_id": "rows", "features": rows})
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for request, answer in zip(requests, answers, strict=True):
+        assert answer.status_code == 200, answer.text
+        assert [row[0] for row in answer.json()["output"]] == [a + 1 for a in request]
+
+
+@pytest.fixture(scope="module")
+def batched_inline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The batched model, measured fast: single requests inline from the start."""
+    config = build_service(tmp_path_factory.mktemp("batched-inline"), BATCHED)
+    (config.parent / "rows_model.py").write_text(ROWS)
+    for model in ("rows", "other"):
+        (config.parent / model).mkdir()
+        (config.parent / model / "artifact").write_text("")
+    with running(config, "--inline-predict-ms", "50", workers=1) as server:
+        for i in range(20):
+            server.post("/infer", {"model_id": "rows", "features": [[i, 1]] * 6})
+        answer = server.post("/infer", {"model_id": "rows", "features": [[1, 1]]})
+        assert answer.json()["output"] == [[2, LOOP]]
+        yield server

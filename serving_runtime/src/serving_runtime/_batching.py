@@ -10,8 +10,12 @@ more CPU than a predict of a fraction of a millisecond (measured in docs/design.
   inline, measured there too, for a request of no more rows than the most of those had; a
   larger request goes to a thread, and so does every predict for `_MEASURED` predicts after
   one that took longer (a probe waits behind at most that one, however the requests come);
-- a batched version always goes to a thread: its next batch forms while one predicts; so does
-  every version of a scheduler with more than one thread (set for predicts that wait).
+- a batched version measured as fast goes inline too when its request is alone: no other
+  request for it is arriving (the requests the loop has just read get one turn of the loop to
+  say so), queued or predicting; otherwise it goes to a thread, where its next batch forms
+  while one predicts (so a single client gets the unbatched speed, and concurrent ones batch);
+- every version of a scheduler with more than one thread (set for predicts that wait) goes to
+  a thread.
 
 A few predict threads (one per worker process by default) take the rest:
 
@@ -214,6 +218,7 @@ class Scheduler:
         self._running_since = [0.0] * self.threads  # per thread: when its batch began
         self._unsplittable: set[int] = set()  # models whose outputs did not split by rows
         self._timings: dict[tuple[str, str, int], _Timing] = {}  # per version: predicts
+        self._arriving: dict[int, int] = {}  # per batched version: requests deciding
         for index in range(self.threads):
             thread = threading.Thread(
                 target=self._serve, args=(index,), name=f"lls-predict-{index}", daemon=True
@@ -251,8 +256,12 @@ class Scheduler:
         loop = self._loop
         policy = self._policy(model)
         now = time.monotonic()
-        if policy.max_rows == 1 and self._inline(model, inputs):
-            return self._predict_inline(model, inputs, deadline, now)
+        if self._inline(model, inputs):
+            if policy.max_rows == 1:
+                return self._predict_inline(model, inputs, deadline, now)
+            if await self._alone(model):
+                return self._predict_inline(model, inputs, deadline, time.monotonic())
+            now = time.monotonic()
         rows = len(inputs) if policy.max_rows > 1 else 1
         job = _Job(model, inputs, rows, loop.create_future(), now)
         if deadline is not None:
@@ -280,6 +289,23 @@ class Scheduler:
             return False
         timing = self._timings.get(_version_of(model))
         return timing is not None and timing.inline(_rows(inputs), self.inline_below)
+
+    async def _alone(self, model: ServedModel) -> bool:
+        """Whether a request for batched `model` is the only one: none other arriving (the
+        requests read in the same turn of the loop reach here in the next), waiting or being
+        predicted."""
+        key = id(model)
+        arriving = self._arriving
+        arriving[key] = arriving.get(key, 0) + 1
+        try:
+            await asyncio.sleep(0)
+            others = arriving[key] - 1
+        finally:
+            arriving[key] -= 1
+            if not arriving[key]:
+                del arriving[key]
+        waiting = self._queues.get(key)
+        return not others and not self._busy and (waiting is None or waiting.live_head() is None)
 
     def _predict_inline(
         self, model: ServedModel, inputs: Any, deadline: float | None, now: float
