@@ -110,8 +110,9 @@ def floor_of(m: Measurements) -> Stack | None:
     return max(floors, key=lambda s: sum(m.point(s.name, c).rps for c in high), default=None)
 
 
-# The runtime's PSS in the last run committed before 0.4.0 (runtime 0.3.0, bench/RESULTS.md):
-# 0.4.0 must need no more. The one figure judged across runs; memory varies little between them.
+# The runtime's PSS in the last run committed before 0.4.0 (runtime 0.3.0, bench/RESULTS.md),
+# judged when the run has no previous release to compare with in the same run (which it has by
+# default: scikit-learn 1.9 alone added 40 MiB to every stack that loads the model).
 PSS_BEFORE_MIB = 147.2
 ASGI_FLOOR = "asgi-uvicorn"  # the server the runtime runs on, with a bare app: its floor
 
@@ -138,7 +139,17 @@ def targets(m: Measurements) -> list[Target]:
     if 1 in m.connections:
         found.append(Target("overhead over predict c=1", m.overhead_ms(rt), 0.30, False, " ms"))
     found.append(Target("cold start", m.cold_start_s(rt), 1.5, False, " s"))
-    found.append(Target("PSS (0.3.0: 147.2 MiB)", m.pss(rt), PSS_BEFORE_MIB, False, " MiB"))
+    previous = next((s for s in m.stacks if s.role == "previous"), None)
+    if previous is None:
+        found.append(Target("PSS (0.3.0: 147.2 MiB)", m.pss(rt), PSS_BEFORE_MIB, False, " MiB"))
+    else:
+        ratio = m.pss(rt) / m.pss(previous.name)
+        found.append(Target(f"PSS / {previous.name}", ratio, 1.0, False, "x"))
+        if 1 in m.connections:
+            ratio = m.point(rt, 1).cpu_ms / m.point(previous.name, 1).cpu_ms
+            found.append(
+                Target(f"server CPU per request c=1 / {previous.name}", ratio, 1.0, False, "x")
+            )
     batched = next((s for s in m.stacks if s.role == "batched"), None)
     if batched is not None:
         found += _batched_targets(m, rt, batched.name, floor)

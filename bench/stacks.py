@@ -2,7 +2,8 @@
 
 To add a stack, write its app under bench/apps/ if it needs one and append a `Stack` to STACKS;
 a stack with heavy or conflicting dependencies names a `venv`, built from bench/peers/NAME.txt.
-`role` tells the report what it is: "runtime" is judged against the targets, "baseline" is the
+`role` tells the report what it is: "runtime" is judged against the targets, "previous" is the
+runtime's previous release (the same-run baseline for what this one changed), "baseline" is the
 platform the runtime replaces, "peer" another way to serve the model, the fastest "floor" the
 leanest possible server, "batched" is the runtime with adaptive batching on (judged against the
 runtime), and "variant" is measured and listed but not judged. `rps_target` says how many times
@@ -19,7 +20,8 @@ from typing import Any, Literal
 
 from bench.model import Artifact
 
-Role = Literal["runtime", "batched", "baseline", "peer", "floor", "variant"]
+PREVIOUS = "0.4.0"  # the runtime release before this one (bench/peers/runtime-PREVIOUS.txt)
+Role = Literal["runtime", "previous", "batched", "baseline", "peer", "floor", "variant"]
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,15 @@ STACKS: tuple[Stack, ...] = (
         port=18701,
         command=serving_runtime(),
         about="serving-runtime serve, its defaults",
+    ),
+    Stack(
+        name=f"runtime-{PREVIOUS}",
+        role="previous",
+        port=18710,
+        command=serving_runtime(),
+        about=f"serving runtime {PREVIOUS} (the previous release, from the wheel lls ships), its"
+        " defaults, every other package as in the main venv: what this release changed",
+        venv=f"runtime-{PREVIOUS}",
     ),
     Stack(
         name="runtime-batched",

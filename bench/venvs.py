@@ -1,9 +1,11 @@
 """The peers' own virtual environments, one per bench/peers/NAME.txt, made on demand and reused.
 
 MLServer, BentoML and FastAPI pin web stacks that conflict with each other and with the dev
-tools, so each lives in bench/.venvs/NAME. Besides its requirements file, each venv gets the
-main venv's scikit-learn, joblib and numpy at the same versions: every stack then loads the
-same model file with the same code. A venv is rebuilt only when what it was built from changed.
+tools, so each lives in bench/.venvs/NAME; so does the runtime's previous release
+(runtime-VERSION), from the wheel lls ships, with every package of the main venv beside it.
+Besides its requirements file, each venv gets the main venv's scikit-learn, joblib and numpy
+at the same versions: every stack then loads the same model file with the same code. A venv
+is rebuilt only when what it was built from changed.
 """
 
 from __future__ import annotations
@@ -36,8 +38,33 @@ def pins() -> list[str]:
 
 def _built_from(name: str) -> str:
     # Everything the venv's contents follow from; a change to any of it rebuilds the venv.
-    return "\n".join(
-        [f"python {platform.python_version()}", *pins(), requirements(name).read_text()]
+    found = [f"python {platform.python_version()}", *pins(), requirements(name).read_text()]
+    if name.startswith(RUNTIME):
+        found += ["all of the main venv's packages", shipped_wheels().as_posix(), *main_versions()]
+    return "\n".join(found)
+
+
+RUNTIME = "runtime-"  # a venv of an earlier runtime release: bench/peers/runtime-VERSION.txt
+
+
+def shipped_wheels() -> Path:
+    """The folder of the runtime wheels the installed lls ships (one per release)."""
+    from lls._shipped import DATA
+
+    return DATA
+
+
+def main_versions() -> list[str]:
+    """`name==version` of every distribution in the main venv but the project's own: an
+    earlier runtime's venv gets them all, so it differs from the main one in the runtime
+    alone."""
+    own = {"lls", "lls-serving-runtime"}
+    found = {
+        (dist.metadata["Name"] or "").lower().replace("_", "-"): dist.version
+        for dist in metadata.distributions()
+    }
+    return sorted(
+        f"{name}=={version}" for name, version in found.items() if name and name not in own
     )
 
 
@@ -52,8 +79,15 @@ def ensure(name: str) -> Path:
     shutil.rmtree(root, ignore_errors=True)
     venv.create(root, with_pip=True)
     pip = [str(root / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
+    extra: list[str] = []
+    if name.startswith(RUNTIME):
+        constraints = root / "main-venv.txt"
+        constraints.write_text("\n".join(main_versions()) + "\n")
+        # Every package the main venv has, not only what the release needs: what a model
+        # imports depends on what is installed (scikit-learn imports pandas when it is there).
+        extra = ["--find-links", str(shipped_wheels()), "--requirement", str(constraints)]
     subprocess.run(
-        [*pip, "install", "-q", "-r", str(requirements(name)), *pins()],
+        [*pip, "install", "-q", "-r", str(requirements(name)), *pins(), *extra],
         check=True,
         stdout=sys.stdout,
         stderr=sys.stderr,
