@@ -492,3 +492,18 @@ def test_http_1_1_without_host_is_a_400(proto: Server) -> None:
         status, _, body = read_answer(answers)
     assert status == 400
     assert "Host" in json.loads(body)["error"]["message"]
+
+
+def test_a_graceful_stop_closes_every_socket_once(tmp_path: Path) -> None:
+    """uvicorn and Gunicorn each close a worker's listening sockets as it stops: closing the
+    same descriptor twice logged `Error while closing socket [Errno 9]` at every stop, and
+    could close another file that had taken the number meanwhile."""
+    config = build_service(tmp_path / "service")
+    with running(config) as server:
+        answer = server.post("/infer", {"model_id": "linear", "features": [[1, 2]]})
+        assert answer.status_code == 200
+    messages = [line.get("message", "") for line in server.log_lines()]
+    assert messages.count("Finished server process") == 0  # uvicorn's own words carry the pid
+    assert sum(m.startswith("Finished server process") for m in messages) == 2  # both workers
+    assert "Shutting down: Master" in messages
+    assert not [m for m in messages if "Error while closing socket" in m]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import socket
 import sys
 import time
@@ -62,7 +63,11 @@ class RuntimeWorker(UvicornWorker):  # type: ignore[misc]
         self._stuck_logged = 0.0
         server = _Server(self.config, self.sockets)
         self._install_sigquit_handler()
-        await server.serve(sockets=self.sockets)
+        # uvicorn closes the sockets it serves when it stops, and Gunicorn closes its own
+        # listeners as the worker exits: given copies (the same listening sockets), neither
+        # closes a descriptor the other already closed, or by then another file's.
+        copies = [socket.socket(fileno=os.dup(listener.fileno())) for listener in self.sockets]
+        await server.serve(sockets=copies)
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
 
