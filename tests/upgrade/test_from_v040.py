@@ -7,12 +7,16 @@ its code, canaries, artifact, training script and drift data stay byte for byte,
 merged with the new example nor replaced by it; the answers gain `task` with what the service
 has (binary), and the runtime's dataframe extra arrives with its lock. The team keeps its
 deployed version in the values too (`models`): they gain `delivery` (the cache of the versions
-declared by URI) around it without a conflict, and the chart renders with them."""
+declared by URI) around it without a conflict, and the chart renders with them. The team
+trains elsewhere and deleted the training script and its test: they stay deleted (the team's
+deletion wins, as in a three-way merge), and the upgrade says so."""
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import helm_python as helm
 import pytest
@@ -31,11 +35,11 @@ MODEL_FILES = (
     f"{PACKAGE}/model.py",
     f"{PACKAGE}/test_data.json",
     "artifacts/model-v1.joblib",
-    "scripts/train_model.py",
-    "tests/test_training.py",
     "drift/demo-model/inputs.jsonl",
     "drift/demo-model/baseline.jsonl",
 )
+# The team trains elsewhere: it deleted these two, which v0.5.0 renders again.
+DELETED = ("scripts/train_model.py", "tests/test_training.py")
 # The team's own line in predict(), where the newer example's predict differs entirely.
 ANCHOR = "        rows = numpy.asarray(features, dtype=numpy.float64)\n"
 TEAM_LINE = "        # team: the rows come from the feature store's nightly export\n"
@@ -60,6 +64,7 @@ def from_v040(offline_lls: Lls, tmp_path_factory: pytest.TempPathFactory) -> Fro
     model = service / PACKAGE / "model.py"
     assert ANCHOR in model.read_text()
     model.write_text(model.read_text().replace(ANCHOR, TEAM_LINE + ANCHOR))
+    git(service, "rm", "--quiet", "--", *DELETED)
     git(service, "add", "--all")
     git(service, "commit", "--quiet", "-m", "Team: a larger /tmp, v1 pinned, a page, a model note")
     before = {name: (service / name).read_bytes() for name in MODEL_FILES}
@@ -95,6 +100,31 @@ def test_the_teams_model_stays_byte_for_byte(from_v040: FromV040) -> None:
     assert TEAM_LINE in model
     assert "feature_schema" not in model  # the new example did not come in
     assert not list(service.rglob("*.rej"))
+
+
+def test_the_files_the_team_deleted_stay_deleted(from_v040: FromV040) -> None:
+    assert from_v040.upgraded.returncode == 0, from_v040.upgraded.output
+    service = from_v040.path
+    for name in DELETED:
+        assert not (service / name).exists(), name
+        assert not git(service, "ls-files", "--", name), name
+    lines = from_v040.upgraded.stdout.splitlines()
+    assert "  kept deleted 2" in lines
+    for name in DELETED:
+        assert f"    {name}" in lines
+
+
+def test_the_json_lists_what_stayed_deleted(
+    offline_lls: Lls, from_v040: FromV040, tmp_path: Path
+) -> None:
+    """The same upgrade, dry, under --json, from the commit before it."""
+    service = tmp_path / SERVICE
+    git(tmp_path, "clone", "--quiet", "--branch", "main", str(from_v040.path), str(service))
+    done = upgrade(offline_lls, service, "--defaults", "--dry-run", "--json")
+    assert done.returncode == 0, done.output
+    result = json.loads(done.stdout)
+    assert sorted(result["kept_deleted"]) == sorted(DELETED)
+    assert not set(DELETED) & set(result["added"])
 
 
 def test_the_dataframe_extra_arrives_with_its_lock(from_v040: FromV040) -> None:

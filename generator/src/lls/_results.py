@@ -56,6 +56,7 @@ def upgrade_result(done: Upgrade) -> dict[str, Any]:
         "removed": list(done.removed),
         "renamed": [{"from": old_path, "to": new_path} for old_path, new_path in done.renamed],
         "conflicts": list(done.conflicts),
+        "kept_deleted": list(done.kept_deleted),
         "diff": done.diff,
     }
 

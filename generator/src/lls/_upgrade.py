@@ -52,6 +52,8 @@ class Upgrade:
     answers: Mapping[str, Any] = field(default_factory=dict)
     changed_answers: Mapping[str, Any] = field(default_factory=dict)
     current: bool = False  # nothing to do: already at that release with these answers
+    # Files the team deleted (or moved) that the new release would have brought back.
+    kept_deleted: tuple[str, ...] = ()
 
 
 def upgrade_branch(service_name: str, release: Release, changed: Mapping[str, Any]) -> str:
@@ -121,10 +123,10 @@ def upgrade(
                 (prefix + a, prefix + b)
                 for a, b in _service.renames(package, service.release, plan.release)
             )
-            conflicts = _merge_again(
+            conflicts, kept_deleted = _merge_again(
                 package, plan, clone=clone, inside=inside, moves=moves, work=work
             )
-            result = _described(plan, clone, conflicts, moves, dry_run=dry_run)
+            result = _described(plan, clone, conflicts, moves, kept_deleted, dry_run=dry_run)
         if dry_run:
             return result
         message = _commit_message(package, result)
@@ -184,6 +186,7 @@ def _described(
     clone: Path,
     conflicts: tuple[Conflict, ...],
     moves: tuple[tuple[str, str], ...],
+    kept_deleted: tuple[str, ...],
     *,
     dry_run: bool,
 ) -> Upgrade:
@@ -211,6 +214,7 @@ def _described(
         conflicts=tuple(c.path for c in conflicts),
         diff=diff,
         dry_run=dry_run,
+        kept_deleted=kept_deleted,
         answers=plan.answers,
         changed_answers=plan.changed_answers,
     )
@@ -242,27 +246,44 @@ def _merge_again(
     inside: str,
     moves: tuple[tuple[str, str], ...],
     work: Path,
-) -> tuple[Conflict, ...]:
-    """Keep deleted what the team deleted and a migration renamed (`moves`, paths in `clone`);
-    merge conflicts again."""
+) -> tuple[tuple[Conflict, ...], tuple[str, ...]]:
+    """Keep deleted what the team deleted (`_keep_deleted`); merge conflicts again.
+
+    Returns the conflicts left and the files kept deleted (paths in `clone`)."""
     service, release = plan.service, plan.release
+    base = _copier.render(package, service.release, service.given(), work / "base")
+    kept_deleted = _keep_deleted(clone, inside, base, moves)
+    moved_from = {new: old for old, new in moves}
+    conflicts = collect(
+        clone, moved_from, lambda: base, inside, labels(service.release.tag, release.tag)
+    )
+    return conflicts, kept_deleted
+
+
+def _keep_deleted(
+    clone: Path, inside: str, base: Path, moves: tuple[tuple[str, str], ...]
+) -> tuple[str, ...]:
+    """Remove again from `clone` what the new release brought back of the files the team
+    deleted (or moved), as a three-way merge keeps a side's deletion: every file the old
+    release rendered (`base`) that the team's last commit no longer has, and the new path of
+    a file a migration renamed (`moves`) that the team had deleted before. Copier's update
+    misses these: its diff leaves out the files of `_skip_if_exists`, and a file missing from
+    the service is one such a pattern lets the new release create."""
     head = set(git(clone, "ls-tree", "-r", "--name-only", "-z", "HEAD").split("\0"))
-    moved_from = {}
-    for old, new in moves:
-        moved_from[new] = old
-        if old not in head and new not in head:
-            # The team deleted the file before the release renamed it: it stays deleted.
-            (clone / new).unlink(missing_ok=True)
-            if succeeds(clone, "ls-files", "--error-unmatch", "--", new):
-                git(clone, "rm", "--quiet", "--cached", "--", new)
-    base = work / "base"
-
-    def render_base() -> Path:
-        if not base.exists():
-            _copier.render(package, service.release, service.given(), base)
-        return base
-
-    return collect(clone, moved_from, render_base, inside, labels(service.release.tag, release.tag))
+    prefix = "" if inside == "." else f"{inside}/"
+    rendered = (p.relative_to(base).as_posix() for p in base.rglob("*") if not p.is_dir())
+    deleted = {prefix + name for name in rendered if prefix + name not in head}
+    deleted |= {new for old, new in moves if old not in head and new not in head}
+    kept = []
+    for name in sorted(deleted):
+        came_back = (clone / name).exists() or (clone / name).is_symlink()
+        if succeeds(clone, "ls-files", "--error-unmatch", "--", name):
+            git(clone, "rm", "--quiet", "--cached", "--", name)
+            came_back = True
+        if came_back:
+            (clone / name).unlink(missing_ok=True)
+            kept.append(name)
+    return tuple(kept)
 
 
 def _outside(conflicts: tuple[Conflict, ...]) -> list[str]:

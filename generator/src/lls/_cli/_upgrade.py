@@ -117,7 +117,12 @@ def upgrade(
          "new_answers": {"question": "answer", ...}, "changed_answers": {...},
          "added": ["path", ...], "changed": [...], "removed": [...],
          "renamed": [{"from": "path", "to": "path"}, ...],
-         "conflicts": [...], "diff": "git diff --stat --patch of it all"}
+         "conflicts": [...], "kept_deleted": [...],
+         "diff": "git diff --stat --patch of it all"}
+
+    "kept_deleted" (and the lines under "kept deleted") are the files of the old release the
+    team deleted or moved away, which the new release has: they stay deleted, as the team's
+    side of a three-way merge (a file new in the release still arrives).
 
     With conflicts, "exit_status" is 1 and "error" says how many. On any other failure
     it is {"command": "upgrade", "exit_status": N, "error": "the message"}, the message
@@ -205,7 +210,10 @@ def _report(done: Upgrade, out: Output) -> None:
         ("removed", done.removed),
         ("renamed", tuple(f"{a} -> {b}" for a, b in done.renamed)),
         ("conflicts", done.conflicts),
+        ("kept deleted", done.kept_deleted),
     ):
+        if label == "kept deleted" and not paths:
+            continue  # said only when the team deleted a file the new release has
         out.say(f"  {label:9} {len(paths)}")
         for item in paths if label != "changed" or len(paths) <= 30 else ():
             out.say(f"    {item}")
