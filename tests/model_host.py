@@ -11,12 +11,16 @@ from pathlib import Path
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves the folder and prints nothing; `served` lists the paths asked for, in order."""
+    """Serves the folder and prints nothing; `served` lists the paths asked for, in order,
+    once per request (an error is logged twice: its message, then its request line)."""
 
     served: list[str]
 
-    def log_message(self, format: str, *args: object) -> None:
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         self.served.append(self.path)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
 
 
 @contextmanager
