@@ -376,6 +376,9 @@ def test_a_failed_declaration_is_not_fetched_again_until_the_operator_asks(
         assert served.count("/v4.json") == 1
         assert len(events(server, "version_delivery_failed")) == 1
         assert "v4" in overrides_of(server)["problems"]["linear"]
+        loaded = server.post("/admin/models/linear/load", {"version": "v4"})
+        assert loaded.status_code == 409, loaded.text  # the file's to fetch, not admin's
+        assert "declare it anew" in loaded.json()["error"]["message"]
 
         # Asking again: the version removed from the file, then declared again.
         removed = volume.write({"models": {"echo": {"primary": "1"}}})

@@ -182,7 +182,9 @@ class Delivery:
         with exclusive(self._lock_path, wait=deadline is None) as held:
             if not held:
                 return
-            while found := arriving(self._current()):
+            tried: set[Arriving] = set()  # each once: the plan may change under a delivery
+            while found := [a for a in arriving(self._current()) if a not in tried]:
+                tried.add(found[0])
                 if not self._join_next(*found[0], deadline):
                     break  # out of the startup budget: the rest waits for the background
             self._prune(self._current())
