@@ -5,13 +5,10 @@ reported; a slow download holds up neither the requests nor the admin interface.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import signal
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from serving_runtime._config import load_config
 from serving_runtime._overrides import check_overrides
 from serving_runtime._traffic import choose
-from tests.model_host import serving
+from tests.model_host import HeldServer, serving
 
 from .conftest import Server, running
 from .test_offload import first_offload_pid, metric, wait_for
@@ -171,58 +168,13 @@ def test_a_declared_version_that_cannot_serve_never_does_and_is_reported(
         assert "larger than the" in states(server)["v4"]["problem"]
 
 
-class _Held:
-    """An artifact server that holds every request it gets until released, then answers
-    `body` (200), or 404 without one. It counts the connections made to it."""
-
-    def __init__(self, body: bytes | None = None) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.body = body
-        self.connections = 0
-        self.connected = threading.Event()
-        self.release = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:  # closed
-                return
-            self.connections += 1
-            self.connected.set()
-            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
-
-    def _answer(self, connection: socket.socket) -> None:
-        with connection:
-            asked = b""
-            while b"\r\n\r\n" not in asked:  # the whole request read: closing sends no RST
-                chunk = connection.recv(4096)
-                if not chunk:
-                    return
-                asked += chunk
-            self.release.wait()
-            if self.body is None:
-                answer = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"
-            else:
-                head = f"HTTP/1.1 200 OK\r\ncontent-length: {len(self.body)}\r\n\r\n"
-                answer = head.encode() + self.body
-            with contextlib.suppress(OSError):  # the client gave up on it meanwhile
-                connection.sendall(answer)
-
-    def close(self) -> None:
-        self.release.set()
-        self.listener.close()
-
-
 @pytest.fixture
-def held() -> Iterator[Callable[[bytes | None], _Held]]:
+def held() -> Iterator[Callable[[bytes | None], HeldServer]]:
     """Artifact servers that hold their requests until released; closed after the test."""
-    made: list[_Held] = []
+    made: list[HeldServer] = []
 
-    def make(body: bytes | None = None) -> _Held:
-        made.append(_Held(body))
+    def make(body: bytes | None = None) -> HeldServer:
+        made.append(HeldServer(body))
         return made[-1]
 
     yield make
@@ -231,7 +183,7 @@ def held() -> Iterator[Callable[[bytes | None], _Held]]:
 
 
 def test_a_stalled_download_holds_up_neither_requests_nor_admin(
-    fresh_service: Path, tmp_path: Path, held: Callable[[bytes | None], _Held]
+    fresh_service: Path, tmp_path: Path, held: Callable[[bytes | None], HeldServer]
 ) -> None:
     stalling = held(None)
     volume = ConfigMapVolume(tmp_path / "overrides")
@@ -281,7 +233,7 @@ def samples(server: Server, name: str, **labels: str) -> list[float]:
 
 
 def test_a_slow_declared_version_holds_back_no_other_part_of_the_file(
-    fresh_service: Path, tmp_path: Path, held: Callable[[bytes | None], _Held]
+    fresh_service: Path, tmp_path: Path, held: Callable[[bytes | None], HeldServer]
 ) -> None:
     """In an incident: one change of the file declares echo's version 2 (whose artifact
     server stalls) with a share, and rolls linear back. The rollback serves at once; echo's
@@ -328,7 +280,7 @@ def test_a_slow_declared_version_holds_back_no_other_part_of_the_file(
 
 
 def test_a_starting_server_waits_for_a_declared_version_no_longer_than_its_budget(
-    fresh_service: Path, tmp_path: Path, held: Callable[[bytes | None], _Held]
+    fresh_service: Path, tmp_path: Path, held: Callable[[bytes | None], HeldServer]
 ) -> None:
     """A new pod whose artifact server stalls becomes ready within its startup budget,
     serving what it can, and goes on fetching in the background."""
