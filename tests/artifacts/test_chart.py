@@ -308,6 +308,20 @@ def test_a_version_declared_in_the_models_value_reaches_the_runtime_with_a_cache
     assert one(older, "ConfigMap", "-runtime")["data"]["SERVING_RUNTIME_DELIVERY_TIMEOUT"] == "300"
 
 
+def test_a_starting_pod_fetches_within_half_its_startup_probe_budget(render: Any) -> None:
+    """The runtime stops waiting for declared versions well before the startup probe would
+    restart the container, and becomes ready with what it serves."""
+    service = render("default")
+    for startup, budget in ((300, "150"), (61, "30"), (1, "1")):
+        manifests = render_chart(service, {"runtime": {"startupSeconds": startup}})
+        settings = one(manifests, "ConfigMap", "-runtime")["data"]
+        assert settings["SERVING_RUNTIME_DELIVERY_STARTUP_BUDGET"] == budget
+        pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
+        runtime = next(c for c in pod["containers"] if c["name"] == "runtime")
+        probe = runtime["startupProbe"]
+        assert probe["periodSeconds"] * probe["failureThreshold"] == startup
+
+
 def test_the_models_value_is_the_runtimes_watched_overrides_file(render: Any) -> None:
     service = render("default")
     model = answers_of(service)["model_id"]

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from serving_runtime._traffic import choose
-from tests.model_host import serving
+from tests.model_host import HeldServer, serving
 
 from .conftest import Renders, answers_of, pod_runner
 from .test_pod import canary
@@ -137,4 +137,63 @@ def test_a_version_declared_by_helm_upgrade_serves_its_share_in_the_running_pod(
         assert pod["runtime"].process is runtime  # the same container: nothing restarted
     finally:
         pod.delete()
+    assert not [e for e in pod.events if "restarting" in e.what or "SIGKILL" in e.what]
+
+
+def test_a_new_pod_whose_registry_stalls_starts_ready_within_its_startup_budget(
+    render: Renders, pod_venv: Path, tmp_path: Path
+) -> None:
+    """The chart's pod, started with a version declared on a registry that answers nothing:
+    it becomes ready serving v1 (v3 listed arriving), is never restarted by its startup probe,
+    and serves v3's share once the registry lets the bytes go."""
+    service = tmp_path / "service"
+    shutil.copytree(render("custom"), service)
+    model = answers_of(service)["model_id"]
+    models_yaml = yaml.safe_load((service / "models.yaml").read_text())
+    v1 = service / models_yaml["models"][model]["versions"]["v1"]["artifact"]
+    data = v1.read_bytes()
+    registry = HeldServer(data)  # v3: v1's bytes, held until released
+    runner = pod_runner(service)
+    weights = {"v1": 50, "v3": 50}
+    v3 = {"artifact": f"{registry.url}/v3{v1.suffix}", "sha256": hashlib.sha256(data).hexdigest()}
+    declared = {"models": {model: {"versions": {"v3": v3}, "traffic": weights}}}
+    startup = {"runtime": {"startupSeconds": 120}}  # the fetch's budget: 60 s
+    values = runner.merge(runner.merge(runner.free_ports(service), startup), declared)
+    runtime_url = f"http://127.0.0.1:{values['runtime']['port']}"
+    url_envoy = f"http://127.0.0.1:{values['envoy']['port']}"
+    body, _ = canary(service)
+
+    def versions() -> dict[str, str]:
+        listing = httpx.get(f"{runtime_url}/models").json()["models"]
+        (found,) = [m for m in listing if m["model_id"] == model]
+        return {v["version"]: v["state"] for v in found["versions"]}
+
+    def version_for(key: str) -> str:
+        answer = httpx.post(f"{url_envoy}/infer", json=body, headers={"x-routing-key": key})
+        assert answer.status_code == 200, answer.text
+        version: str = answer.json()["version"]
+        return version
+
+    pod = runner.service_pod(service, pod_venv, tmp_path / "pod", values)
+    pod.start()
+    try:
+        try:
+            pod.wait(lambda: pod.ready, 600, "ready")
+            assert registry.connected.is_set()
+            assert versions()["v3"] == "arriving"
+            assert versions()["v1"] == "serving"
+            keys = [f"customer-{n}" for n in range(40)]
+            assert {version_for(key) for key in keys} == {"v1"}
+            assert [e["version"] for e in runtime_events(pod, "version_delivery_deferred")] == [
+                "v3"
+            ]
+        finally:
+            registry.release.set()
+        pod.wait(lambda: versions()["v3"] == "serving", 120, "serving v3")
+        expected = {key: choose(model, weights, key) for key in keys}
+        assert {key: version_for(key) for key in keys} == expected
+        assert not runtime_events(pod, "version_delivery_failed")
+    finally:
+        pod.delete()
+        registry.close()
     assert not [e for e in pod.events if "restarting" in e.what or "SIGKILL" in e.what]

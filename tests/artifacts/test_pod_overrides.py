@@ -25,10 +25,13 @@ def versions_answered(url: str, body: dict[str, Any], count: int = 20) -> set[tu
 
 
 def settled(runtime_url: str, overrides: str) -> bool:
-    """The runtime has read the file with this content, and every worker serves its plan."""
-    plan = httpx.get(f"{runtime_url}/models").json()["plan"]
+    """The runtime has read the file with this content, every worker serves its plan, and
+    every version it declares has arrived (or failed)."""
+    listing = httpx.get(f"{runtime_url}/models").json()
+    plan = listing["plan"]
     digest = hashlib.sha256(overrides.encode()).hexdigest()
-    return bool(plan["overrides"]["digest"] == digest and plan["behind"] == [])
+    arriving = [v for m in listing["models"] for v in m["versions"] if v["state"] == "arriving"]
+    return bool(plan["overrides"]["digest"] == digest and plan["behind"] == [] and not arriving)
 
 
 def test_the_models_value_sets_the_version_in_running_pods_and_pods_started_later(

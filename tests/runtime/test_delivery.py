@@ -9,23 +9,22 @@ import hashlib
 import json
 import os
 import signal
-import socket
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from serving_runtime._config import load_config
 from serving_runtime._overrides import check_overrides
 from serving_runtime._traffic import choose
-from tests.model_host import serving
+from tests.model_host import HeldServer, serving
 
 from .conftest import Server, running
 from .test_offload import first_offload_pid, metric, wait_for
-from .test_overrides import ConfigMapVolume, events, settled
+from .test_overrides import ConfigMapVolume, applied, events, overrides_of, settled
 from .test_run_time_changes import ready, states, workers
 
 V4 = json.dumps({"a": 5, "b": 0}).encode()  # passes the canary (5 at (1, 2)); 5 at (1, 0)
@@ -169,28 +168,24 @@ def test_a_declared_version_that_cannot_serve_never_does_and_is_reported(
         assert "larger than the" in states(server)["v4"]["problem"]
 
 
-class _Stalling:
-    """A server that accepts connections and answers nothing until released."""
+@pytest.fixture
+def held() -> Iterator[Callable[[bytes | None], HeldServer]]:
+    """Artifact servers that hold their requests until released; closed after the test."""
+    made: list[HeldServer] = []
 
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.connected = threading.Event()
-        self.release = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
+    def make(body: bytes | None = None) -> HeldServer:
+        made.append(HeldServer(body))
+        return made[-1]
 
-    def _serve(self) -> None:
-        connection, _ = self.listener.accept()
-        self.connected.set()
-        self.release.wait()
-        with connection, self.listener:
-            connection.sendall(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+    yield make
+    for server in made:
+        server.close()
 
 
 def test_a_stalled_download_holds_up_neither_requests_nor_admin(
-    fresh_service: Path, tmp_path: Path
+    fresh_service: Path, tmp_path: Path, held: Callable[[bytes | None], HeldServer]
 ) -> None:
-    stalling = _Stalling()
+    stalling = held(None)
     volume = ConfigMapVolume(tmp_path / "overrides")
     volume.write({})
     with running(fresh_service, "--overrides", str(volume.path), workers=2) as server:
@@ -204,10 +199,148 @@ def test_a_stalled_download_holds_up_neither_requests_nor_admin(
             assert {version_for(server, f"k{n}") for n in range(10)} == {"v2"}
         finally:
             stalling.release.set()
-        wait_for(lambda: "v4" in states(server))
+        wait_for(lambda: states(server)["v4"]["state"] != "arriving")
         assert states(server)["v4"]["state"] == "failed"
         # The file applied, without the primary it asked for: the pod keeps what it served.
         assert {version_for(server, f"k{n}") for n in range(10)} == {"v2"}
+
+
+def echo_version_for(server: Server, key: str) -> str:
+    answer = httpx.post(
+        server.url + "/infer",
+        json={"model_id": "echo", "features": "hello", "routing_key": key},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    version: str = answer.json()["version"]
+    return version
+
+
+def echo_states(server: Server) -> dict[str, dict[str, Any]]:
+    listing = httpx.get(server.url + "/models").json()["models"]
+    (echo,) = [m for m in listing if m["model_id"] == "echo"]
+    return {v["version"]: v for v in echo["versions"]}
+
+
+def samples(server: Server, name: str, **labels: str) -> list[float]:
+    """The values of the samples of `name` whose labels include `labels`."""
+    return [
+        sample.value
+        for family in text_string_to_metric_families(httpx.get(server.url + "/metrics").text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    ]
+
+
+def test_a_slow_declared_version_holds_back_no_other_part_of_the_file(
+    fresh_service: Path, tmp_path: Path, held: Callable[[bytes | None], HeldServer]
+) -> None:
+    """In an incident: one change of the file declares echo's version 2 (whose artifact
+    server stalls) with a share, and rolls linear back. The rollback serves at once; echo's
+    version 2 takes its share once its bytes have come and passed its self-tests."""
+    body = b"{}"  # echo's load() reads nothing of it; its canary passes
+    server_of_2 = held(body)
+    volume = ConfigMapVolume(tmp_path / "overrides")
+    volume.write({"models": {"linear": {"primary": "v2"}}})  # the release to roll back
+    with running(fresh_service, "--overrides", str(volume.path), workers=2) as server:
+        wait_for(lambda: len(ready(server)) == 2)
+        assert {version_for(server, f"k{n}") for n in range(10)} == {"v2"}
+        weights = {"1": 50, "2": 50}
+        declared = {"2": {"artifact": f"{server_of_2.url}/echo-2.json", "sha256": sha256(body)}}
+        content = {
+            "models": {
+                "echo": {"versions": declared, "traffic": weights},
+                "linear": {"primary": "v1"},
+            }
+        }
+        digest = volume.write(content)
+        wait_for(server_of_2.connected.is_set)
+        keys = [f"customer-{n}" for n in range(40)]
+        try:
+            wait_for(lambda: applied(server, digest))
+            assert {version_for(server, f"k{n}") for n in range(10)} == {"v1"}
+            found = echo_states(server)["2"]
+            assert found["state"] == "arriving", found
+            assert found["uri"] == declared["2"]["artifact"]
+            # Until it arrives, its share goes to the primary, as a failed version's does.
+            assert {echo_version_for(server, key) for key in keys} == {"1"}
+            assert not samples(server, "lls_model_selftest_passed", model_id="echo", version="2")
+            arriving = {"model_id": "echo", "version": "2", "state": "arriving"}
+            assert samples(server, "lls_model_version_loaded", **arriving) == [0.0]
+            assert overrides_of(server)["problems"] == {}
+        finally:
+            server_of_2.release.set()
+        wait_for(lambda: settled(server, digest))
+        assert echo_states(server)["2"]["state"] == "serving"
+        assert all(echo_version_for(server, key) == choose("echo", weights, key) for key in keys)
+        assert {echo_version_for(server, key) for key in keys} == {"1", "2"}
+        assert metric(server, "lls_model_selftest_passed", model_id="echo", version="2") == 1
+        assert [e["version"] for e in events(server, "version_delivered")] == ["2"]
+        assert not events(server, "version_delivery_failed")
+
+
+def test_a_starting_server_waits_for_a_declared_version_no_longer_than_its_budget(
+    fresh_service: Path, tmp_path: Path, held: Callable[[bytes | None], HeldServer]
+) -> None:
+    """A new pod whose artifact server stalls becomes ready within its startup budget,
+    serving what it can, and goes on fetching in the background."""
+    server_of_v4 = held(V4)
+    volume = ConfigMapVolume(tmp_path / "overrides")
+    weights = {"v1": 50, "v4": 50}
+    digest = volume.write(declaring(f"{server_of_v4.url}/v4.json", sha256(V4), traffic=weights))
+    env = {"SERVING_RUNTIME_DELIVERY_STARTUP_BUDGET": "1"}
+    with running(fresh_service, "--overrides", str(volume.path), workers=2, env=env) as server:
+        try:
+            assert server_of_v4.connected.is_set()
+            assert states(server)["v4"]["state"] == "arriving"
+            assert states(server)["v1"]["state"] == "serving"
+            assert {version_for(server, f"customer-{n}") for n in range(20)} == {"v1"}
+            (deferred,) = events(server, "version_delivery_deferred")
+            assert (deferred["model_id"], deferred["version"]) == ("linear", "v4")
+            assert not events(server, "version_delivery_failed")
+        finally:
+            server_of_v4.release.set()
+        wait_for(lambda: settled(server, digest))
+        assert states(server)["v4"]["state"] == "serving"
+        assert keys_reach(server, weights)
+        assert server_of_v4.connections == 2  # the starting fetch, then the one in the background
+
+
+def test_a_failed_declaration_is_not_fetched_again_until_the_operator_asks(
+    fresh_service: Path, tmp_path: Path, host: tuple[str, Path, list[str]]
+) -> None:
+    url, folder, served = host
+    volume = ConfigMapVolume(tmp_path / "overrides")
+    volume.write({})
+    with running(fresh_service, "--overrides", str(volume.path), workers=2) as server:
+        wait_for(lambda: len(ready(server)) == 2)
+        asked = declaring(f"{url}/v4.json", sha256(V4), traffic={"v1": 50, "v4": 50})
+        first = volume.write(asked)  # not on the host yet: a 404
+        wait_for(lambda: settled(server, first))
+        assert states(server)["v4"]["state"] == "failed"
+        assert served.count("/v4.json") == 1
+        (folder / "v4.json").write_bytes(V4)  # a fetch now would succeed: none is made
+
+        unrelated = {"models": {**asked["models"], "echo": {"primary": "1"}}}
+        second = volume.write(unrelated)
+        wait_for(lambda: settled(server, second))
+        assert states(server)["v4"]["state"] == "failed"
+        assert served.count("/v4.json") == 1
+        assert len(events(server, "version_delivery_failed")) == 1
+        assert "v4" in overrides_of(server)["problems"]["linear"]
+        loaded = server.post("/admin/models/linear/load", {"version": "v4"})
+        assert loaded.status_code == 409, loaded.text  # the file's to fetch, not admin's
+        assert "declare it anew" in loaded.json()["error"]["message"]
+
+        # Asking again: the version removed from the file, then declared again.
+        removed = volume.write({"models": {"echo": {"primary": "1"}}})
+        wait_for(lambda: settled(server, removed))
+        assert "v4" not in states(server)
+        again = volume.write(unrelated)
+        wait_for(lambda: settled(server, again))
+        assert states(server)["v4"]["state"] == "serving"
+        assert served.count("/v4.json") == 2
+        assert overrides_of(server)["problems"] == {}
 
 
 def test_check_overrides_knows_declared_versions(fresh_service: Path) -> None:

@@ -66,10 +66,19 @@ def overrides_of(server: Server) -> dict[str, Any]:
     return listing["plan"]["overrides"]
 
 
-def settled(server: Server, digest: str) -> bool:
-    """The server has read the file with this content, and every worker serves what it made."""
+def applied(server: Server, digest: str) -> bool:
+    """The server has read the file with this content, and every worker serves what it made
+    (a version it declares may still be arriving)."""
     plan = httpx.get(server.url + "/models").json()["plan"]
     return bool(plan["overrides"]["digest"] == digest and plan["behind"] == [])
+
+
+def settled(server: Server, digest: str) -> bool:
+    """The content is applied, and every version it declares has arrived (or failed)."""
+    listing = httpx.get(server.url + "/models").json()
+    plan = listing["plan"]
+    arriving = [v for m in listing["models"] for v in m["versions"] if v["state"] == "arriving"]
+    return bool(plan["overrides"]["digest"] == digest and plan["behind"] == [] and not arriving)
 
 
 def events(server: Server, name: str) -> list[dict[str, Any]]:

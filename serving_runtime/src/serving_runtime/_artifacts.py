@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
-from ._errors import ArtifactError
+from ._errors import ArtifactError, ArtifactTimeout
 
 SCHEMES = {"https": "http", "http": "http", "s3": "s3", "gs": "gcs"}  # scheme -> extra
 CACHE_ENV = "SERVING_RUNTIME_ARTIFACT_CACHE"
@@ -72,9 +72,10 @@ def fetch_artifact(
 ) -> tuple[Path, bool]:
     """The local copy of `uri` (fetched now unless the cache has it) and whether it was fetched.
 
-    Raises ArtifactError when it cannot be read, is over `max_bytes`, takes longer than
-    `timeout` seconds (an http(s) read that stalls fails after 30 s), or its bytes do not
-    have `sha256`; nothing is left in the cache then.
+    Raises ArtifactError when it cannot be read, is over `max_bytes`, or its bytes do not
+    have `sha256`, and ArtifactTimeout when it takes longer than `timeout` seconds (an http(s)
+    read that stalls fails after 30 s, or `timeout` if shorter); nothing is left in the cache
+    then.
     """
     target = cached_path(uri, sha256, cache)
     scheme = urlsplit(uri).scheme
@@ -98,7 +99,7 @@ def fetch_artifact(
                 if max_bytes is not None and read > max_bytes:
                     raise ArtifactError(f"{uri} is larger than the {max_bytes} bytes allowed")
                 if deadline is not None and time.monotonic() > deadline:
-                    raise ArtifactError(f"{uri} took longer than {timeout:g} s to fetch")
+                    raise ArtifactTimeout(f"{uri} took longer than {timeout:g} s to fetch")
                 whole.update(chunk)
                 out.write(chunk)
         found = whole.hexdigest()
@@ -112,7 +113,13 @@ def fetch_artifact(
             f"fetching {uri} needs lls-serving-runtime[{SCHEMES.get(scheme)}] ({exc})"
         ) from None
     except Exception as exc:
-        raise ArtifactError(f"cannot fetch {uri}: {type(exc).__name__}: {exc}") from None
+        # urllib raises a stalled read's TimeoutError as is, and a stalled connect's in a
+        # URLError: both are the transfer running out of time.
+        stalled = isinstance(exc, TimeoutError) or isinstance(
+            getattr(exc, "reason", None), TimeoutError
+        )
+        error = ArtifactTimeout if stalled else ArtifactError
+        raise error(f"cannot fetch {uri}: {type(exc).__name__}: {exc}") from None
     finally:
         Path(temporary).unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # another fetch may be writing there

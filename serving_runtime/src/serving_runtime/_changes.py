@@ -98,6 +98,12 @@ def _spec_to_load(
         known = model.versions.get(version)
         if known is None:
             raise NotFound(f"model {model_id!r} has no version {version!r}: give its artifact")
+        if known.declared:
+            raise Conflict(
+                f"model {model_id!r} version {version!r} is declared by the overrides file: "
+                "the pod fetches it; declare it anew (or remove it, then declare it again) "
+                "to fetch it again"
+            )
         spec = replace(known, failed=None)
     else:
         _check_class(policy, given.class_path)

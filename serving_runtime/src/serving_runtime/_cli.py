@@ -166,6 +166,14 @@ def _parser() -> argparse.ArgumentParser:
         "[$SERVING_RUNTIME_DELIVERY_TIMEOUT, 300]",
     )
     serve.add_argument(
+        "--delivery-startup-budget",
+        type=float,
+        default=float(_env("DELIVERY_STARTUP_BUDGET", "0")) or None,
+        help="seconds a starting server gives the declared versions' fetches before it is "
+        "ready; those not fetched by then are fetched in the background "
+        "[$SERVING_RUNTIME_DELIVERY_STARTUP_BUDGET, 150]",
+    )
+    serve.add_argument(
         "--artifact-dir",
         action="append",
         type=Path,
@@ -341,7 +349,12 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["SERVING_RUNTIME_OVERRIDES"] = str(args.overrides.absolute())
     if args.delivery_cache is not None:
         os.environ["SERVING_RUNTIME_DELIVERY_CACHE"] = str(args.delivery_cache.absolute())
-    for name, bound in (("MAX_BYTES", args.delivery_max_bytes), ("TIMEOUT", args.delivery_timeout)):
+    bounds = (
+        ("MAX_BYTES", args.delivery_max_bytes),
+        ("TIMEOUT", args.delivery_timeout),
+        ("STARTUP_BUDGET", args.delivery_startup_budget),
+    )
+    for name, bound in bounds:
         if bound is not None and bound <= 0:
             raise ServingRuntimeError(
                 f"--delivery-{name.lower().replace('_', '-')} must be above 0"

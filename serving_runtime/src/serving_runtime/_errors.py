@@ -4,6 +4,7 @@
      ├── ConfigError              models.yaml is missing or wrong (names the bad key)
      ├── ModelLoadError           a version's class could not be imported or its load() failed
      ├── ArtifactError            an artifact named by URI cannot be fetched, or has other bytes
+     │    └── ArtifactTimeout     its transfer stalled or ran out of time
      └── RequestError             answered to a client; carries an HTTP status and a code
           ├── BadRequest            400 malformed JSON, fields or features
           ├── NotFound              404 unknown model, version or path
@@ -39,6 +40,10 @@ class ModelLoadError(ServingRuntimeError):
 
 class ArtifactError(ServingRuntimeError):
     """An artifact named by URI could not be fetched, or its bytes are not the ones named."""
+
+
+class ArtifactTimeout(ArtifactError):
+    """An artifact's transfer stalled, or took longer than it may."""
 
 
 class RequestError(ServingRuntimeError):

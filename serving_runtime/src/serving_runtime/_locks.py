@@ -9,11 +9,18 @@ from pathlib import Path
 
 
 @contextmanager
-def exclusive(path: Path) -> Iterator[None]:
-    """Hold the lock at `path` (made if missing); other holders wait until it is released."""
+def exclusive(path: Path, *, wait: bool = True) -> Iterator[bool]:
+    """Hold the lock at `path` (made if missing); other holders wait until it is released.
+
+    With `wait=False`, a lock held elsewhere is not waited for: the block runs, told False.
+    """
     with open(path, "a+b") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(f, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)

@@ -37,12 +37,14 @@ class _StateCollector:
     def collect(self) -> Iterator[Metric]:
         loaded = GaugeMetricFamily(
             "lls_model_version_loaded",
-            "1 for each version this worker holds, labelled with its state.",
+            "1 for each version this worker holds, labelled with its state; 0 for one still "
+            "arriving (declared by the overrides file, being fetched).",
             labels=["model_id", "version", "state"],
         )
         selftest = GaugeMetricFamily(
             "lls_model_selftest_passed",
-            "1 when the version passed its self-tests at load, else 0.",
+            "1 when the version passed its self-tests at load, else 0 (none for a version "
+            "still arriving: it has not run them yet).",
             labels=["model_id", "version"],
         )
         ready = GaugeMetricFamily(
@@ -51,8 +53,10 @@ class _StateCollector:
         for model_id, entry in self._snapshot().items():
             ready.add_metric([model_id], 1.0 if entry.serving else 0.0)
             for version, v in entry.versions.items():
-                loaded.add_metric([model_id, version, entry.state_of(version)], 1.0)
-                selftest.add_metric([model_id, version], 1.0 if v.passed else 0.0)
+                state = entry.state_of(version)
+                loaded.add_metric([model_id, version, state], 0.0 if v.spec.arriving else 1.0)
+                if not v.spec.arriving:
+                    selftest.add_metric([model_id, version], 1.0 if v.passed else 0.0)
         yield from (loaded, selftest, ready)
 
 

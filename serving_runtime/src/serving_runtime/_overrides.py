@@ -14,6 +14,11 @@ primary it names, every other model to models.yaml's primary, so that every pod,
 serves what the chart says; a run-time promotion or rollback lasts until then. An entry that
 cannot apply (an unknown model or version, a version that failed) is refused and reported, and
 that model keeps serving what it served; a file that is not valid is refused whole.
+
+A version the file declares by URI enters the plan at once, arriving: every other part of the
+file applies without waiting for its fetch, and the parts that ask for it follow once it has
+arrived (`_delivery.py`). One the pod already holds as declared (same URI, sha256 and class) is
+kept as it is, arrived or failed: an unchanged declaration is never fetched twice.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from ._config import (
     describe_validation_error,
     traffic_problem,
 )
-from ._plan import ModelPlan, OverridesStatus, PodPlan, VersionSpec, set_primary
+from ._plan import ModelPlan, OverridesStatus, PodPlan, VersionSpec, set_primary, why_not_servable
 
 OVERRIDES_ENV = "SERVING_RUNTIME_OVERRIDES"
 FileKey = tuple[int, int, int, int]
@@ -180,22 +185,19 @@ class OverridesFile:
 CanServe = Callable[[str, str], str | None]
 
 
-# The versions the overrides file declares, as fetched and self-tested (a spec with `failed` set
-# when that failed), by model id and version.
-Delivered = Mapping[str, Mapping[str, VersionSpec]]
-
-
 def apply_overrides(
     plan: PodPlan,
     overrides: Overrides,
     path: str,
     can_serve: CanServe,
-    delivered: Delivered = MappingProxyType({}),
+    classes: Mapping[str, str] = MappingProxyType({}),
 ) -> PodPlan:
     """The plan with `overrides` applied over it; unchanged if that content is already applied.
 
-    Versions the file declares take their spec from `delivered` (or keep the one the plan has,
-    when fetched before); versions it declared before and no longer does leave the plan.
+    A version the file declares keeps the spec the plan has for that declaration, else enters
+    arriving (of the class it names, else its model's in `classes`); versions it declared
+    before and no longer does leave the plan. A primary that is arriving is awaited; a share in
+    `traffic` of a declared version that is arriving or failed goes to the others meanwhile.
     """
     if overrides.digest == plan.overrides.digest and plan.overrides.path == path:
         return plan
@@ -209,32 +211,45 @@ def apply_overrides(
     }
     for model_id, model in plan.models.items():
         entry = overrides.models.get(model_id)
-        changed, clash = _with_declared(model, entry, delivered.get(model_id, {}))
+        changed, clash = _with_declared(model, entry, classes.get(model_id, ""))
         asked = entry.primary if entry is not None else None
-        changed = replace(changed, asked=asked, refused=None)
+        changed = replace(changed, asked=asked, refused=None, awaited=None)
         wanted = asked if asked is not None else model.configured
+        spec = changed.versions.get(wanted) if wanted is not None else None
         why = _why_not(model_id, changed.versions, wanted, can_serve)
-        if why is not None:
-            changed = replace(changed, refused=why)
+        if spec is not None and spec.arriving:
+            changed = replace(changed, awaited=wanted)  # it becomes the primary on arrival
+        elif why is not None:
+            changed = refuse(changed, why)
         elif wanted is not None:
             changed = set_primary(changed, wanted)
         split = entry.traffic if entry is not None and entry.traffic is not None else None
         weights = split if split is not None else model.configured_traffic
-        why_not_split = _why_not_traffic(model_id, changed.versions, weights, can_serve)
-        if why_not_split is not None:
-            reasons = [r for r in (changed.refused, why_not_split) if r is not None]
-            changed = replace(changed, refused="; ".join(reasons))
+        blocked, unserved = _traffic_problems(model_id, changed.versions, weights, can_serve)
+        if blocked is not None:
+            changed = refuse(changed, blocked)
         else:
-            changed = replace(changed, traffic=MappingProxyType(dict(weights)))
+            changed = refuse(replace(changed, traffic=MappingProxyType(dict(weights))), *unserved)
         if clash is not None:
-            reasons = [r for r in (clash, changed.refused) if r is not None]
-            changed = replace(changed, refused="; ".join(reasons))
+            changed = replace(changed, refused="; ".join(filter(None, (clash, changed.refused))))
         plan = plan.with_model(model_id, changed)
     return replace(plan, overrides=OverridesStatus(path, overrides.digest, problems))
 
 
+def refuse(model: ModelPlan, *reasons: str) -> ModelPlan:
+    """`model` with `reasons` added to why the overrides file's entry does not apply whole."""
+    if not reasons:
+        return model
+    return replace(model, refused="; ".join(filter(None, (model.refused, *reasons))))
+
+
+def share_not_served(version: str, why: str) -> str:
+    """Why a declared version takes no share of the file's traffic."""
+    return f"traffic: version {version!r} {why}; its share goes to the others"
+
+
 def _with_declared(
-    model: ModelPlan, entry: ModelOverride | None, delivered: Mapping[str, VersionSpec]
+    model: ModelPlan, entry: ModelOverride | None, default_class: str
 ) -> tuple[ModelPlan, str | None]:
     """`model` with the versions `entry` declares (and none it no longer declares), and why
     some declared version could not be added (its name is one models.yaml or admin gave)."""
@@ -244,9 +259,15 @@ def _with_declared(
     for version, wanted in declared.items():
         if version in taken:
             continue
-        spec = delivered.get(version) or versions.get(version)
-        if spec is None:  # not delivered yet: it cannot serve, so it is not in the plan
-            continue
+        spec = versions.get(version)
+        if spec is None or not _holds(spec, wanted):  # new, or declared anew: to be fetched
+            spec = VersionSpec(
+                wanted.class_path or default_class,
+                digest=wanted.sha256,
+                uri=wanted.artifact,
+                declared=True,
+                arriving=True,
+            )
         versions[version] = replace(spec, shadow=wanted.shadow)
     history = tuple(v for v in model.history if v in versions)
     changed = replace(model, versions=MappingProxyType(versions), history=history)
@@ -264,34 +285,53 @@ def _with_declared(
     return changed, clash
 
 
+def _holds(spec: VersionSpec, wanted: DeclaredVersion) -> bool:
+    """The plan's `spec` is for this declaration (the same bytes, by the same class)."""
+    return (
+        spec.declared
+        and (spec.uri, spec.digest) == (wanted.artifact, wanted.sha256)
+        and wanted.class_path in {None, spec.class_path}
+    )
+
+
 def _why_not(
-    model_id: str, versions: Mapping[str, Any], wanted: str | None, can_serve: CanServe
+    model_id: str, versions: Mapping[str, VersionSpec], wanted: str | None, can_serve: CanServe
 ) -> str | None:
     if wanted is None:
         return None
     spec = versions.get(wanted)
     if spec is None:
         return f"model {model_id!r} has no version {wanted!r}"
-    if spec.failed is not None:
-        return f"version {wanted!r} {spec.failed}"
-    why = can_serve(model_id, wanted)
+    why = why_not_servable(spec) or can_serve(model_id, wanted)
     return None if why is None else f"version {wanted!r} {why}"
 
 
-def _why_not_traffic(
-    model_id: str, versions: Mapping[str, Any], weights: Mapping[str, int], can_serve: CanServe
-) -> str | None:
+def _traffic_problems(
+    model_id: str,
+    versions: Mapping[str, VersionSpec],
+    weights: Mapping[str, int],
+    can_serve: CanServe,
+) -> tuple[str | None, list[str]]:
+    """Why the file's weights cannot apply (None: they do), and which declared versions in
+    them do not serve: one arriving waits for its share, one that failed is reported; the
+    others share their weight meanwhile, as they share a failed version's."""
     if not weights:
-        return None
+        return None, []
     problem = traffic_problem(weights, versions)
     if problem is not None:
-        return f"model {model_id!r} traffic: {problem}"
+        return f"model {model_id!r} traffic: {problem}", []
+    unserved = []
     for version in sorted(weights):
-        if weights[version] > 0:
-            why = _why_not(model_id, versions, version, can_serve)
-            if why is not None:
-                return f"traffic: {why}"
-    return None
+        spec = versions[version]
+        if weights[version] <= 0 or spec.arriving:
+            continue
+        if spec.declared and spec.failed is not None:
+            unserved.append(share_not_served(version, spec.failed))
+            continue
+        why = _why_not(model_id, versions, version, can_serve)
+        if why is not None:
+            return f"traffic: {why}", []
+    return None, unserved
 
 
 def overrides_problems(plan: PodPlan) -> dict[str, str]:

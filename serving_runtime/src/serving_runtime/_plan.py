@@ -8,7 +8,9 @@ apply. Loading models is the registry's business, not theirs.
 Where a version fails in any process (its artifact is gone, its self-tests miss), the plan
 marks it failed for the pod (`VersionSpec.failed`) and, if it was primary, falls back to the
 newest earlier primary that has not failed, else to the configured one: every process then
-serves the same, and none answers 503 while a servable version exists.
+serves the same, and none answers 503 while a servable version exists. A version the overrides
+file declares by URI is in the plan from the moment the file is applied, `arriving` until it is
+fetched and self-tested (`_delivery.py`): it serves nothing meanwhile.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class VersionSpec:
     failed: str | None = None  # why the pod does not serve it; a new load clears it
     uri: str | None = None  # where `serving-runtime fetch` got the artifact from, if fetched
     declared: bool = False  # added by the overrides file (by URI): it goes when the file drops it
+    arriving: bool = False  # declared, not fetched and self-tested yet: it serves nothing
 
     @property
     def source(self) -> tuple[str, str | None, str | None, str | None]:
@@ -54,6 +57,7 @@ class VersionSpec:
             "failed": self.failed,
             "uri": self.uri,
             "declared": self.declared,
+            "arriving": self.arriving,
         }
 
     @classmethod
@@ -68,6 +72,7 @@ class VersionSpec:
             data.get("failed"),
             data.get("uri"),
             bool(data.get("declared", False)),
+            bool(data.get("arriving", False)),
         )
 
 
@@ -84,18 +89,21 @@ class ModelPlan:
     # An experiment: requests naming no version are split at these weights (empty: none).
     traffic: Mapping[str, int] = field(default_factory=dict)
     configured_traffic: Mapping[str, int] = field(default_factory=dict)  # models.yaml's
+    # The version the overrides file asks as primary while it is arriving: it becomes the
+    # primary once it arrives, unless a run-time promotion or rollback came first.
+    awaited: str | None = None
 
     @property
     def servable(self) -> tuple[str, ...]:
-        """The versions the pod may serve: those no process found failing."""
-        return tuple(v for v, spec in self.versions.items() if spec.failed is None)
+        """The versions the pod may serve: those no process found failing, and arrived."""
+        return tuple(v for v, spec in self.versions.items() if why_not_servable(spec) is None)
 
     @property
     def shares(self) -> dict[str, int]:
         """The weights that apply now: those of versions the pod serves, in version order.
 
-        A failed version's share goes to the others, pro rata to their weights; with no
-        experiment, or none of its versions serving, the primary takes every request.
+        A failed (or arriving) version's share goes to the others, pro rata to their weights;
+        with no experiment, or none of its versions serving, the primary takes every request.
         """
         servable = self.servable
         return {
@@ -106,6 +114,13 @@ class ModelPlan:
 
 
 Plan = Mapping[str, ModelPlan]
+
+
+def why_not_servable(spec: VersionSpec) -> str | None:
+    """Why the pod does not serve a version (it failed, or has not arrived), or None."""
+    if spec.arriving:
+        return f"has not arrived yet: {spec.uri} is being fetched"
+    return spec.failed
 
 
 @dataclass(frozen=True)
@@ -154,6 +169,7 @@ class PodPlan:
                     "refused": m.refused,
                     "traffic": dict(m.traffic),
                     "configured_traffic": dict(m.configured_traffic),
+                    "awaited": m.awaited,
                     "versions": {v: spec.as_dict() for v, spec in m.versions.items()},
                 }
                 for model_id, m in self.models.items()
@@ -173,6 +189,7 @@ class PodPlan:
                 refused=m.get("refused"),
                 traffic=MappingProxyType(dict(m.get("traffic") or {})),
                 configured_traffic=MappingProxyType(dict(m.get("configured_traffic") or {})),
+                awaited=m.get("awaited"),
                 versions=MappingProxyType(
                     {v: VersionSpec.from_dict(spec) for v, spec in m["versions"].items()}
                 ),
@@ -226,6 +243,7 @@ def promote(plan: PodPlan, model_id: str, version: str) -> PodPlan:
     if version == model.primary and not model.traffic:
         raise Conflict(f"model {model_id!r} version {version!r} is already primary")
     _check_servable(model_id, model, version)
+    model = replace(model, awaited=None)  # a run-time choice: an arriving version waits
     if version == model.primary:  # the experiment ends with the primary it had
         return plan.with_model(model_id, replace(model, traffic=MappingProxyType({})))
     promoted = _set_primary(model, version, (*model.history, model.primary))
@@ -242,9 +260,8 @@ def set_traffic(plan: PodPlan, model_id: str, weights: Mapping[str, int]) -> Pod
             raise error(f"model {model_id!r} traffic: {problem}")
         failed = [v for v in sorted(weights) if weights[v] > 0 and v not in model.servable]
         if failed:
-            raise Conflict(
-                f"model {model_id!r} version {failed[0]!r} {model.versions[failed[0]].failed}"
-            )
+            why = why_not_servable(model.versions[failed[0]])
+            raise Conflict(f"model {model_id!r} version {failed[0]!r} {why}")
     if dict(weights) == dict(model.traffic):
         return plan
     return plan.with_model(model_id, replace(model, traffic=MappingProxyType(dict(weights))))
@@ -252,7 +269,7 @@ def set_traffic(plan: PodPlan, model_id: str, weights: Mapping[str, int]) -> Pod
 
 def rollback(plan: PodPlan, model_id: str) -> PodPlan:
     """Go back to the newest earlier primary that the pod can still serve; ends an experiment."""
-    model = replace(plan.model(model_id), traffic=MappingProxyType({}))
+    model = replace(plan.model(model_id), traffic=MappingProxyType({}), awaited=None)
     history = list(model.history)
     while history:
         candidate = history.pop()
@@ -334,5 +351,6 @@ def _check_servable(model_id: str, model: ModelPlan, version: str) -> None:
     spec = model.versions.get(version)
     if spec is None:
         raise NotFound(f"model {model_id!r} has no version {version!r}")
-    if spec.failed is not None:
-        raise Conflict(f"model {model_id!r} version {version!r} {spec.failed}")
+    why = why_not_servable(spec)
+    if why is not None:
+        raise Conflict(f"model {model_id!r} version {version!r} {why}")

@@ -19,7 +19,7 @@ from typing import Any
 
 from ._errors import ModelLoadError, NotFound, NotReady
 from ._model import SelfTestReport, ServedModel, artifact_digest, load_model
-from ._plan import ModelPlan, Plan, VersionSpec, plan_from_config
+from ._plan import ModelPlan, Plan, VersionSpec, plan_from_config, why_not_servable
 from ._traffic import choose
 
 __all__ = [
@@ -65,7 +65,7 @@ class VersionEntry:
                 return f"self-test could not run: {report.error}"
             missed = f"{len(report.failures)} of {len(report.rows)} rows missed"
             return f"failed its self-tests ({missed})"
-        return self.spec.failed
+        return why_not_servable(self.spec)
 
 
 @dataclass(frozen=True)
@@ -99,8 +99,11 @@ class ModelEntry:
         )
 
     def state_of(self, version: str) -> str:
-        """`serving`, `shadow`, `loaded` or `failed`."""
+        """`serving`, `shadow`, `loaded`, `failed`, or `arriving` (declared by the overrides
+        file, not fetched and self-tested yet)."""
         entry = self.versions[version]
+        if entry.spec.arriving:
+            return "arriving"
         if not entry.passed:
             return "failed"
         if version == self.plan.primary or version in self.shares:
@@ -207,13 +210,13 @@ class Registry:
                 kept = old.versions.get(version) if old else None
                 if kept is None or kept.spec.source != spec.source:
                     kept = self._take_prepared(model_id, version, spec)
-                    if kept is None and spec.declared and spec.failed is not None:
-                        kept = VersionEntry(version, spec, error=spec.failed)  # never loadable
+                    if kept is None and spec.declared and why_not_servable(spec) is not None:
+                        kept = VersionEntry(version, spec, error=spec.failed)  # nothing to load
                     if kept is None:
                         kept = self._load_entry(model_id, version, spec)
                 if kept.spec != spec:  # its role or pod-wide state changed: same model
                     kept = replace(kept, spec=spec)
-                if spec.failed is None and not kept.passed:
+                if why_not_servable(spec) is None and not kept.passed:
                     failures.append((model_id, version, kept.problem or "cannot serve"))
                 versions[version] = kept
             models[model_id] = ModelEntry(model_id, model_plan, MappingProxyType(versions))

@@ -29,12 +29,11 @@ import orjson
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ._config import ServiceConfig
-from ._delivery import Delivery, needed
+from ._delivery import Delivery, arriving
 from ._locks import exclusive
 from ._logs import JsonLog
 from ._overrides import (
     OVERRIDES_ENV,
-    Delivered,
     Overrides,
     OverridesFile,
     apply_overrides,
@@ -209,7 +208,7 @@ class Follower:
             registry,
             log,
             store.folder,
-            apply=self._apply_read,
+            change=store.change,
             catch_up=self.catch_up,
             current=store.read,
         )
@@ -236,23 +235,37 @@ class Follower:
                 threading.Thread(target=self._run, name="lls-follow", daemon=True).start()
 
     def catch_up(self) -> PodPlan:
-        """Bring this process to the newest plan now (loading what it needs); returns it."""
+        """Bring this process to the newest plan now (loading what it needs); returns it.
+
+        Versions the plan holds arriving are delivered: in the background once this process
+        follows, else (a server starting) here, within the startup budget.
+        """
         with self._applying:
             self._apply_overrides()
-            while True:
-                key = self.store.key()
-                if self.plan is not None and key == self._seen_plan:
-                    break
-                plan = self.store.read()
-                failures = self.registry.apply(plan.models)
-                self.plan, self._seen_plan = plan, key
-                if not failures:
-                    break
-                self._fail(failures)  # a new plan, which the next turn takes in
+            self._take_plan()
+            assert self.plan is not None
+            if arriving(self.plan) and not self.delivery.busy:
+                if self.running:
+                    self.delivery.start(self.wake)
+                else:
+                    self.delivery.run_starting()
+                    self._take_plan()
             if self.running and self._reported != self.plan.generation:
                 self.store.report(self.plan.generation, self.role)
                 self._reported = self.plan.generation
             return self.plan
+
+    def _take_plan(self) -> None:
+        while True:
+            key = self.store.key()
+            if self.plan is not None and key == self._seen_plan:
+                return
+            plan = self.store.read()
+            failures = self.registry.apply(plan.models)
+            self.plan, self._seen_plan = plan, key
+            if not failures:
+                return
+            self._fail(failures)  # a new plan, which the next turn takes in
 
     def wake(self) -> None:
         """Look at the plan now rather than at the next poll."""
@@ -283,36 +296,22 @@ class Follower:
         read = self.overrides.read()
         path = str(self.overrides.path)
         before = self.store.read()
-        if before.overrides.digest == read.digest and before.overrides.path == path:
-            self._seen_overrides = key
-            return
-        wanted = needed(read, before) if read.problem is None else []
-        if not wanted:
-            self._apply_read(read, {})
-            self._seen_overrides = key
-        elif not self.running:  # starting: the pod serves what the file says before it is ready
-            self.delivery.run(read, wanted)
-            self._seen_overrides = key
-        else:  # fetched off this thread: the plan's other changes go on meanwhile
-            self.delivery.start(read, wanted, self._delivered)
+        if before.overrides.digest != read.digest or before.overrides.path != path:
+            self._apply_read(read)  # at once: versions it declares join as they arrive
+        self._seen_overrides = key
 
-    def _delivered(self) -> None:
-        # Read the file again next turn, whatever this process saw of it meanwhile: the
-        # delivery may have applied a content the file no longer has.
-        self._seen_overrides = None
-        self.wake()
-
-    def _apply_read(self, read: Overrides, delivered: Delivered) -> None:
+    def _apply_read(self, read: Overrides) -> None:
         """Apply this content of the overrides file, unless it is stale or applied already."""
         assert self.overrides is not None
         path = str(self.overrides.path)
         if self.overrides.read().digest != read.digest:
             return  # the file changed again: the next turn takes the new content in
         applied = False  # by this process: another may have applied it since `before`, and logs
+        classes = {model_id: model.class_path for model_id, model in self.config.models.items()}
 
         def edit(plan: PodPlan) -> PodPlan:
             nonlocal applied
-            edited = apply_overrides(plan, read, path, self._why_not, delivered)
+            edited = apply_overrides(plan, read, path, self._why_not, classes)
             applied = edited is not plan
             return edited
 
@@ -322,7 +321,10 @@ class Follower:
         if read.digest is None:
             self._log.event("warning", "overrides_missing", path=path)
         primaries = {m: p.primary for m, p in after.models.items()}
-        self._log.event("info", "overrides_applied", path=path, primaries=primaries)
+        fetching = [f"{model_id} {version}" for model_id, version, _ in arriving(after)]
+        self._log.event(
+            "info", "overrides_applied", path=path, primaries=primaries, arriving=fetching
+        )
         for model_id, why in overrides_problems(after).items():
             self._log.event("error", "overrides_refused", path=path, model_id=model_id, why=why)
 
