@@ -15,11 +15,12 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypeVar
 
+_NOTICE_SECONDS = 0.2  # how soon the main thread notices a Ctrl-C a worker thread received
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -100,12 +101,19 @@ def each(
     gets one (those not started yet at once), and the running ones are waited for.
     """
     interrupted = False
+    futures: list[Future[R]] = []
     with ThreadPoolExecutor(max(1, jobs)) as pool:
-        futures = [pool.submit(work, item) for item in items]
         while True:
             try:
-                wait(futures)
-                break
+                # Ctrl-C may come while the work is handed out: every item still gets its
+                # result (one handed out twice, if it came inside submit, is Interrupted).
+                while len(futures) < len(items):
+                    futures.append(pool.submit(work, items[len(futures)]))
+                # Never an unbounded wait: the kernel may deliver Ctrl-C to a worker thread,
+                # where Python only notes it for the main thread, and a main thread blocked on
+                # a lock would not run again to raise it; the work would wait for ever.
+                if not wait(futures, timeout=_NOTICE_SECONDS).not_done:
+                    break
             except KeyboardInterrupt:
                 interrupted = True
                 children.interrupt()
