@@ -203,14 +203,18 @@ BATCHED = {
 }
 
 
-@pytest.fixture
-def rows(tmp_path: Path) -> Path:
-    config = build_service(tmp_path / "service", BATCHED)
+def rows_service(root: Path) -> Path:
+    config = build_service(root, BATCHED)
     (config.parent / "rows_model.py").write_text(ROWS)
     for model in ("rows", "other"):
         (config.parent / model).mkdir()
         (config.parent / model / "artifact").write_text("")
     return config
+
+
+@pytest.fixture
+def rows(tmp_path: Path) -> Path:
+    return rows_service(tmp_path / "service")
 
 
 def row_calls(server: Server) -> float:
@@ -316,11 +320,7 @@ def test_inline_or_batched_every_client_gets_its_own_rows(
 @pytest.fixture(scope="module")
 def batched_inline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The batched model, measured fast: single requests inline from the start."""
-    config = build_service(tmp_path_factory.mktemp("batched-inline"), BATCHED)
-    (config.parent / "rows_model.py").write_text(ROWS)
-    for model in ("rows", "other"):
-        (config.parent / model).mkdir()
-        (config.parent / model / "artifact").write_text("")
+    config = rows_service(tmp_path_factory.mktemp("batched-inline"))
     with running(config, "--inline-predict-ms", "50", workers=1) as server:
         for i in range(20):
             server.post("/infer", {"model_id": "rows", "features": [[i, 1]] * 6})
