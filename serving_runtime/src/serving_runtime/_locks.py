@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+_POLL_SECONDS = 0.01  # how often a bounded wait tries the lock again
 
 
 @contextmanager
@@ -20,6 +23,36 @@ def exclusive(path: Path, *, wait: bool = True) -> Iterator[bool]:
         except BlockingIOError:
             yield False
             return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextmanager
+def exclusive_within(
+    path: Path, timeout: float, *, busy: Callable[[], None] | None = None
+) -> Iterator[bool]:
+    """Hold the lock at `path`, waiting at most `timeout` seconds for it (`busy` is called if
+    it must wait).
+
+    The block runs either way, told whether it holds the lock: a holder that never lets go
+    delays the others by `timeout`, never for good.
+    """
+    deadline = time.monotonic() + timeout
+    with open(path, "a+b") as f:
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if busy is not None:
+                    busy()
+                    busy = None
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(_POLL_SECONDS)
         try:
             yield True
         finally:

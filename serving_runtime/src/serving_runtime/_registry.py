@@ -9,6 +9,7 @@ so that the pod stops serving them too (`_sync.py`).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -114,6 +115,7 @@ class ModelEntry:
 Snapshot = Mapping[str, ModelEntry]
 Loader = Callable[[str, str, VersionSpec], ServedModel]
 Failure = tuple[str, str, str]  # model id, version, why it cannot serve here
+LoadTurn = Callable[[str, str], contextlib.AbstractContextManager[object]]
 
 
 class Registry:
@@ -128,6 +130,8 @@ class Registry:
         self._prepared: dict[tuple[str, str, tuple[Any, ...]], VersionEntry] = {}
         self._prepared_lock = threading.Lock()
         self.on_change: list[Callable[[str, dict[str, Any]], None]] = []
+        # Around each load: a serving worker takes its turn in the pod (`_sync.LoadTurns`).
+        self.load_turn: LoadTurn = lambda model_id, version: contextlib.nullcontext()
 
     @property
     def snapshot(self) -> Snapshot:
@@ -230,7 +234,8 @@ class Registry:
 
     def _load_entry(self, model_id: str, version: str, spec: VersionSpec) -> VersionEntry:
         try:
-            model = self._load(model_id, version, spec)
+            with self.load_turn(model_id, version):
+                model = self._load(model_id, version, spec)
         except ModelLoadError as exc:
             entry = VersionEntry(version, spec, error=str(exc))
         else:

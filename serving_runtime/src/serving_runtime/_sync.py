@@ -4,8 +4,9 @@ The plan (`_plan.PodPlan`) is a file in the server's state folder, replaced whol
 renamed over the old one) under an exclusive lock, so a reader sees the old plan or the new one.
 Every process that serves (each worker, each worker forked later, the offload process) runs a
 `Follower`: a thread that notices a new plan or a changed overrides file, loads and self-tests
-what it needs off the request path, swaps its registry's snapshot, then says which plan it
-serves in a status file of its own. Requests never load anything and never wait for a change.
+what it needs off the request path (serving workers one at a time: `_turns.py`), swaps its
+registry's snapshot, then says which plan it serves in a status file of its own. Requests never
+load anything and never wait for a change.
 
 A version that cannot serve in one process (its artifact is gone, its self-tests miss there) is
 marked failed in the plan, which moves its model back to a version every process can serve.
@@ -41,6 +42,7 @@ from ._overrides import (
 )
 from ._plan import PodPlan, mark_failed, plan_from_config
 from ._registry import Failure, Registry
+from ._turns import LoadTurns
 
 FileKey = tuple[int, int, int]
 POLL_SECONDS = 0.2  # how often a follower looks at the plan and the overrides file
@@ -232,6 +234,8 @@ class Follower:
             try:
                 self.catch_up()
             finally:
+                if self.role == "worker":  # serving from now on: its loads take turns
+                    self.registry.load_turn = LoadTurns(self.store.folder, self._log)
                 threading.Thread(target=self._run, name="lls-follow", daemon=True).start()
 
     def catch_up(self) -> PodPlan:

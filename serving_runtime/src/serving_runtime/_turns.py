@@ -1,0 +1,90 @@
+"""Loads at run time take turns across the pod, and yield the interpreter to requests.
+
+An `admin load` (or a version the overrides file delivers) is loaded and self-tested by every
+worker, each in a thread of its own beside the requests it goes on answering. Loading is mostly
+Python holding the interpreter lock (unpickling, a model's `load`), so two things hurt the
+requests meanwhile:
+
+- every worker loading at once takes every core of a small pod at once. Workers take turns
+  instead: a file lock in the state folder, held for one version's load and self-tests (a
+  worker that waits logs `load_waits_turn`). A turn is waited for at most `WAIT_SECONDS`, so a
+  load that never ends delays the others, never stops them (`load_turn_not_given`).
+- the worker's own event loop waits for the interpreter lock each time it wakes up, up to
+  Python's switch interval (5 ms) a time, several times a request. While a load runs, the
+  process's switch interval is `LOADING_SWITCH_INTERVAL`, so the loop gets the lock back
+  within that.
+
+Starting processes do not take turns (they answer nothing yet), nor does the offload process
+(it runs at the lowest CPU priority, and no change waits for it).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ._locks import exclusive_within
+from ._logs import JsonLog
+
+WAIT_SECONDS = 60.0  # the longest a worker waits for its turn before it loads anyway
+LOADING_SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005
+
+
+class LoadTurns:
+    """One load at a time among the serving workers of a pod (`Registry.load_turn`)."""
+
+    def __init__(self, folder: Path, log: JsonLog) -> None:
+        self.path = folder / "load.lock"
+        self._log = log
+
+    @contextmanager
+    def __call__(self, model_id: str, version: str) -> Iterator[None]:
+        asked = time.monotonic()
+
+        def busy() -> None:
+            self._log.event("info", "load_waits_turn", model_id=model_id, version=version)
+
+        with exclusive_within(self.path, WAIT_SECONDS, busy=busy) as held:
+            if not held:
+                self._log.event(
+                    "warning",
+                    "load_turn_not_given",
+                    model_id=model_id,
+                    version=version,
+                    waited_s=round(time.monotonic() - asked, 3),
+                )
+            with yielding_to_requests():
+                yield
+
+
+class _Loads:
+    """The loads running in this process, and the switch interval to go back to after them."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = 0
+        self.normal_interval = sys.getswitchinterval()
+
+
+_loads = _Loads()
+
+
+@contextmanager
+def yielding_to_requests() -> Iterator[None]:
+    """While the block runs, this process's threads hand the interpreter lock over sooner."""
+    with _loads.lock:
+        if _loads.running == 0:
+            _loads.normal_interval = sys.getswitchinterval()
+            sys.setswitchinterval(LOADING_SWITCH_INTERVAL)
+        _loads.running += 1
+    try:
+        yield
+    finally:
+        with _loads.lock:
+            _loads.running -= 1
+            if _loads.running == 0:
+                sys.setswitchinterval(_loads.normal_interval)
