@@ -1,4 +1,4 @@
-"""`lls upgrade` from v0.4.0, the release before the newest, of a scikit-learn service (the
+"""`lls upgrade` from v0.4.0, two releases before the newest, of a scikit-learn service (the
 default) whose team changed its chart values, added a page of its own and edited its model:
 the upgrade is clean, keeps all three, pins the newest runtime, and the service passes its own
 tests. The newer example model is another one (typed features with a missing value and a
@@ -38,7 +38,7 @@ MODEL_FILES = (
     "drift/demo-model/inputs.jsonl",
     "drift/demo-model/baseline.jsonl",
 )
-# The team trains elsewhere: it deleted these two, which v0.5.0 renders again.
+# The team trains elsewhere: it deleted these two, which v0.5.0 and later render again.
 DELETED = ("scripts/train_model.py", "tests/test_training.py")
 # The team's own line in predict(), where the newer example's predict differs entirely.
 ANCHOR = "        rows = numpy.asarray(features, dtype=numpy.float64)\n"
