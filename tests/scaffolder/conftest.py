@@ -159,15 +159,23 @@ def service(request: pytest.FixtureRequest, services: dict[str, Future[Service]]
     return services[framework].result()
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    """Until `url` answers 200, while `process` (the server) lives; fails past `timeout`."""
+def wait_ready(
+    url: str, process: subprocess.Popen[bytes], timeout: float = 60, log: Path | None = None
+) -> None:
+    """Until `url` answers 200, while `process` (the server) lives; fails past `timeout`,
+    with the server's `log` when given."""
+
+    def failed(what: str) -> AssertionError:
+        return AssertionError(what if log is None else f"{what}; its log:\n{log.read_text()}")
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert process.poll() is None, "the server exited"
+        if process.poll() is not None:
+            raise failed("the server exited")
         try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
+            with urllib.request.urlopen(url, timeout=5) as answer:
                 if answer.status == 200:
                     return
         except OSError:
             time.sleep(0.1)
-    raise AssertionError(f"{url} not ready within {timeout} s")
+    raise failed(f"{url} not ready within {timeout} s")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FRAMEWORKS, Service
+from .conftest import FRAMEWORKS, Service, wait_ready
 
 pytestmark = pytest.mark.slow
 NEVER = 3600  # seconds: the graceful timeout, so the master never kills a worker itself
@@ -45,19 +45,6 @@ def session_processes(session: int) -> list[str]:
     return found
 
 
-def wait_ready(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + HANG
-    while time.monotonic() < deadline:
-        assert server.poll() is None, log.read_text()
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} not ready; its log:\n{log.read_text()}")
-
-
 @pytest.mark.parametrize("service", FRAMEWORKS, indirect=True)
 def test_sigterm_stops_the_service_with_no_process_left(
     service: Service, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -77,7 +64,7 @@ def test_sigterm_stops_the_service_with_no_process_left(
         )
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_ready(url + "/readyz", server, log)
+        wait_ready(url + "/readyz", server, HANG, log)
         canary = json.loads((service.path / "demo_model" / "test_data.json").read_text())[0]
         body = json.dumps({"model_id": "demo-model", "features": canary["features"]}).encode()
         for _ in range(4):  # the framework predicts in each worker, not only in the master
