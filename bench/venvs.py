@@ -10,6 +10,7 @@ is rebuilt only when what it was built from changed.
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import shutil
 import subprocess
@@ -40,7 +41,7 @@ def _built_from(name: str) -> str:
     # Everything the venv's contents follow from; a change to any of it rebuilds the venv.
     found = [f"python {platform.python_version()}", *pins(), requirements(name).read_text()]
     if name.startswith(RUNTIME):
-        found += ["all of the main venv's packages", shipped_wheels().as_posix(), *main_versions()]
+        found += ["all of the main venv's packages", shipped_wheel_digest(name), *main_versions()]
     return "\n".join(found)
 
 
@@ -52,6 +53,14 @@ def shipped_wheels() -> Path:
     from lls._shipped import DATA
 
     return DATA
+
+
+def shipped_wheel_digest(name: str) -> str:
+    """The sha256 of the wheel lls ships for venv NAME's release: the same bytes, the same venv,
+    wherever lls is installed."""
+    version = name.removeprefix(RUNTIME)
+    (wheel,) = shipped_wheels().glob(f"lls_serving_runtime-{version}-*.whl")
+    return f"{wheel.name} sha256 {hashlib.sha256(wheel.read_bytes()).hexdigest()}"
 
 
 def main_versions() -> list[str]:
