@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -23,6 +22,7 @@ from gunicorn.arbiter import Arbiter
 from ._admin_socket import claim, release
 from ._errors import ServingRuntimeError
 from ._settings import HttpSettings, ServerSettings
+from ._state import make_state_dir
 
 if TYPE_CHECKING:
     from ._background import OffloadSupervisor
@@ -179,7 +179,7 @@ def serve(config_path: Path, server: ServerSettings, http: HttpSettings) -> None
     admin_socket = Path(http.admin_socket) if http.admin_socket else None
     if admin_socket is not None:
         claim(admin_socket)  # before the models load: a server already on it stops this one
-    state_dir = Path(tempfile.mkdtemp(prefix="lls-serving-"))
+    state_dir = make_state_dir()
     owner = os.getpid()
     try:
         _serve(config_path, server, http, state_dir)

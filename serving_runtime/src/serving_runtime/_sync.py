@@ -42,6 +42,7 @@ from ._overrides import (
 )
 from ._plan import PodPlan, mark_failed, plan_from_config
 from ._registry import Failure, Registry
+from ._state import process_started
 from ._turns import LoadTurns
 
 FileKey = tuple[int, int, int]
@@ -131,7 +132,7 @@ class PlanStore:
         """Say that this process serves `generation` of the plan."""
         self._statuses.mkdir(exist_ok=True)
         pid = os.getpid()
-        data = {"pid": pid, "role": role, "generation": generation, "started": _started(pid)}
+        data = {"pid": pid, "role": role, "generation": generation, "started": process_started(pid)}
         fd, tmp = tempfile.mkstemp(dir=self._statuses, prefix=".status-")
         with os.fdopen(fd, "wb") as f:
             f.write(orjson.dumps(data))
@@ -152,7 +153,9 @@ class PlanStore:
                 continue
             if status.get("role") != role or status.get("generation", 0) >= generation:
                 continue
-            if _started(status["pid"]) == status.get("started"):  # alive, and not a reused pid
+            if process_started(status["pid"]) == status.get(
+                "started"
+            ):  # alive, and not a reused pid
                 behind.append(int(status["pid"]))
         return sorted(behind)
 
@@ -164,17 +167,6 @@ class PlanStore:
             if not behind or time.monotonic() >= deadline:
                 return behind
             time.sleep(_WAIT_POLL_SECONDS)
-
-
-def _started(pid: int) -> int | None:
-    """When the process started (clock ticks since boot), or None if it is gone or a zombie."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return None
-    if fields[0] in {"Z", "X"}:
-        return None
-    return int(fields[19])
 
 
 class Follower:
