@@ -7,6 +7,7 @@ until the test lets it go, so the test sees which workers load at once.
 from __future__ import annotations
 
 import fcntl
+import os
 import sys
 import threading
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from serving_runtime._locks import exclusive_within
-from serving_runtime._turns import LOADING_SWITCH_INTERVAL, yielding_to_requests
+from serving_runtime._turns import LOADING_SWITCH_INTERVAL, batch_scheduled, yielding_to_requests
 
 from .conftest import Server, running
 from .test_offload import wait_for
@@ -93,3 +94,21 @@ def test_while_a_load_runs_the_process_hands_the_interpreter_over_sooner() -> No
     leave.set()
     other.join()
     assert sys.getswitchinterval() == normal
+
+
+def test_a_loading_thread_is_scheduled_as_a_batch_job_and_then_as_before() -> None:
+    seen: list[int] = []
+
+    def load() -> None:
+        before = os.sched_getscheduler(0)
+        with batch_scheduled():
+            seen.append(os.sched_getscheduler(0))
+        seen.append(os.sched_getscheduler(0))
+        seen.append(before)
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    thread.join()
+    inside, after, before = seen
+    assert inside == os.SCHED_BATCH
+    assert after == before == os.SCHED_OTHER

@@ -13,6 +13,11 @@ requests meanwhile:
   Python's switch interval (5 ms) a time, several times a request. While a load runs, the
   process's switch interval is `LOADING_SWITCH_INTERVAL`, so the loop gets the lock back
   within that.
+- the loading thread and the loop compete for a core too. The loading thread is scheduled as a
+  batch job meanwhile (SCHED_BATCH): the same share of the CPU, but a loop that wakes up with
+  a request runs at once rather than after it. (A lower priority, `nice`, would be worse: the
+  loading thread, left waiting for a core while it holds the interpreter lock, would hold the
+  loop up with it.)
 
 Starting processes do not take turns (they answer nothing yet), nor does the offload process
 (it runs at the lowest CPU priority, and no change waits for it).
@@ -20,6 +25,8 @@ Starting processes do not take turns (they answer nothing yet), nor does the off
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import threading
 import time
@@ -57,7 +64,7 @@ class LoadTurns:
                     version=version,
                     waited_s=round(time.monotonic() - asked, 3),
                 )
-            with yielding_to_requests():
+            with yielding_to_requests(), batch_scheduled():
                 yield
 
 
@@ -88,3 +95,23 @@ def yielding_to_requests() -> Iterator[None]:
             _loads.running -= 1
             if _loads.running == 0:
                 sys.setswitchinterval(_loads.normal_interval)
+
+
+@contextmanager
+def batch_scheduled() -> Iterator[None]:
+    """While the block runs, the calling thread is scheduled as a batch job (Linux's
+    SCHED_BATCH): as much CPU as before, but it never preempts a thread that wakes up, such as
+    an event loop with a request to read. Any user may enter and leave it."""
+    setter = getattr(os, "sched_setscheduler", None)
+    if setter is None:  # not Linux
+        yield
+        return
+    before = os.sched_getscheduler(0)
+    param = os.sched_getparam(0)
+    with contextlib.suppress(OSError):
+        setter(0, os.SCHED_BATCH, os.sched_param(0))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            setter(0, before, param)
