@@ -14,66 +14,36 @@ deletion wins, as in a three-way merge), and the upgrade says so."""
 from __future__ import annotations
 
 import json
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-import helm_python as helm
 import pytest
 import yaml
 
-from tests.scaffolder.conftest import Lls, run
+from tests.scaffolder.conftest import Lls
 
-from .conftest import NEW, NEW_RUNTIME, PACKAGE, SERVICE, Upgraded, git, lls_env, upgrade
+from .conftest import NEW, NEW_RUNTIME, PACKAGE, SERVICE, git, upgrade
+from .edited import MODEL, FromRelease, TeamEdits, rendered_overrides, upgrade_edited
 
 pytestmark = pytest.mark.slow
 
-V040 = "v0.4.0"
-MODEL = "demo-model"  # the default answer's model id
 TEAM_PAGE = "# Features\n\nWhat each feature means, by the team that owns the model.\n"
-MODEL_FILES = (
-    f"{PACKAGE}/model.py",
-    f"{PACKAGE}/test_data.json",
-    "artifacts/model-v1.joblib",
-    "drift/demo-model/inputs.jsonl",
-    "drift/demo-model/baseline.jsonl",
-)
 # The team trains elsewhere: it deleted these two, which v0.5.0 and later render again.
 DELETED = ("scripts/train_model.py", "tests/test_training.py")
-# The team's own line in predict(), where the newer example's predict differs entirely.
-ANCHOR = "        rows = numpy.asarray(features, dtype=numpy.float64)\n"
-TEAM_LINE = "        # team: the rows come from the feature store's nightly export\n"
-
-
-@dataclass(frozen=True)
-class FromV040(Upgraded):
-    model_before: dict[str, bytes]
+EDITS = TeamEdits(
+    page=("features.md", TEAM_PAGE),
+    # The team's own line in predict(), where the newer example's predict differs entirely.
+    anchor="        rows = numpy.asarray(features, dtype=numpy.float64)\n",
+    team_line="        # team: the rows come from the feature store's nightly export\n",
+    deleted=DELETED,
+)
 
 
 @pytest.fixture(scope="session")
-def from_v040(offline_lls: Lls, tmp_path_factory: pytest.TempPathFactory) -> FromV040:
-    parent = tmp_path_factory.mktemp("from-v040")
-    made = offline_lls("new", "--defaults", "--version", V040, cwd=parent, env=lls_env())
-    assert made.returncode == 0, made.output
-    service = parent / SERVICE
-    values = service / "chart" / "values.yaml"
-    text = values.read_text().replace("tmpSizeLimit: 256Mi", "tmpSizeLimit: 1Gi")
-    assert "\nmodels: {}\n" in text
-    values.write_text(text.replace("\nmodels: {}\n", f"\nmodels:\n  {MODEL}:\n    primary: v1\n"))
-    (service / "docs" / "features.md").write_text(TEAM_PAGE)
-    model = service / PACKAGE / "model.py"
-    assert ANCHOR in model.read_text()
-    model.write_text(model.read_text().replace(ANCHOR, TEAM_LINE + ANCHOR))
-    git(service, "rm", "--quiet", "--", *DELETED)
-    git(service, "add", "--all")
-    git(service, "commit", "--quiet", "-m", "Team: a larger /tmp, v1 pinned, a page, a model note")
-    before = {name: (service / name).read_bytes() for name in MODEL_FILES}
-    done = upgrade(offline_lls, service, "--defaults")
-    tested = run([sys.executable, "dev.py", "test"], cwd=service) if done.returncode == 0 else done
-    return FromV040(service, done, tested, before)
+def from_v040(offline_lls: Lls, tmp_path_factory: pytest.TempPathFactory) -> FromRelease:
+    return upgrade_edited(offline_lls, tmp_path_factory.mktemp("from-v040"), "v0.4.0", EDITS)
 
 
-def test_the_upgrade_is_clean_and_keeps_the_team_edits(from_v040: FromV040) -> None:
+def test_the_upgrade_is_clean_and_keeps_the_team_edits(from_v040: FromRelease) -> None:
     assert from_v040.upgraded.returncode == 0, from_v040.upgraded.output
     assert "conflicts 0" in from_v040.upgraded.stdout
     service = from_v040.path
@@ -84,25 +54,25 @@ def test_the_upgrade_is_clean_and_keeps_the_team_edits(from_v040: FromV040) -> N
     assert f"lls-serving-runtime=={NEW_RUNTIME}" in (service / "requirements.txt").read_text()
 
 
-def test_task_is_answered_with_what_the_service_has(from_v040: FromV040) -> None:
+def test_task_is_answered_with_what_the_service_has(from_v040: FromRelease) -> None:
     assert from_v040.upgraded.returncode == 0, from_v040.upgraded.output
     assert "New question task: binary" in from_v040.upgraded.stdout
     answers = yaml.safe_load((from_v040.path / ".copier-answers.yml").read_text())
     assert answers["task"] == "binary"
 
 
-def test_the_teams_model_stays_byte_for_byte(from_v040: FromV040) -> None:
+def test_the_teams_model_stays_byte_for_byte(from_v040: FromRelease) -> None:
     assert from_v040.upgraded.returncode == 0, from_v040.upgraded.output
     service = from_v040.path
     for name, content in from_v040.model_before.items():
         assert (service / name).read_bytes() == content, name
     model = (service / PACKAGE / "model.py").read_text()
-    assert TEAM_LINE in model
+    assert EDITS.team_line in model
     assert "feature_schema" not in model  # the new example did not come in
     assert not list(service.rglob("*.rej"))
 
 
-def test_the_files_the_team_deleted_stay_deleted(from_v040: FromV040) -> None:
+def test_the_files_the_team_deleted_stay_deleted(from_v040: FromRelease) -> None:
     assert from_v040.upgraded.returncode == 0, from_v040.upgraded.output
     service = from_v040.path
     for name in DELETED:
@@ -115,7 +85,7 @@ def test_the_files_the_team_deleted_stay_deleted(from_v040: FromV040) -> None:
 
 
 def test_the_json_lists_what_stayed_deleted(
-    offline_lls: Lls, from_v040: FromV040, tmp_path: Path
+    offline_lls: Lls, from_v040: FromRelease, tmp_path: Path
 ) -> None:
     """The same upgrade, dry, under --json, from the commit before it."""
     service = tmp_path / SERVICE
@@ -127,30 +97,23 @@ def test_the_json_lists_what_stayed_deleted(
     assert not set(DELETED) & set(result["added"])
 
 
-def test_the_dataframe_extra_arrives_with_its_lock(from_v040: FromV040) -> None:
+def test_the_dataframe_extra_arrives_with_its_lock(from_v040: FromRelease) -> None:
     assert from_v040.upgraded.returncode == 0, from_v040.upgraded.output
     service = from_v040.path
     assert '"lls-serving-runtime[dataframe]==' in (service / "pyproject.toml").read_text()
     assert "\npandas==" in (service / "requirements.txt").read_text()
 
 
-def test_the_upgraded_service_passes_its_own_tests(from_v040: FromV040) -> None:
+def test_the_upgraded_service_passes_its_own_tests(from_v040: FromRelease) -> None:
     assert from_v040.tested.returncode == 0, from_v040.tested.output[-4000:]
     assert " passed" in from_v040.tested.stdout
 
 
-def test_the_values_gain_delivery_and_keep_the_team_models(from_v040: FromV040) -> None:
+def test_the_values_gain_delivery_and_keep_the_team_models(from_v040: FromRelease) -> None:
     service = from_v040.path
     answers = yaml.safe_load((service / ".copier-answers.yml").read_text())
     assert answers["model_id"] == MODEL
     values = yaml.safe_load((service / "chart" / "values.yaml").read_text())
     assert values["models"] == {MODEL: {"primary": "v1"}}
     assert values["delivery"]["maxBytes"] == 1 << 30
-    with helm.Chart.load(service / "chart") as chart:
-        chart.validate_schema(chart.merge_values({}))
-        files = chart.render({}, name=SERVICE, namespace="default", is_install=True)
-    overrides = next(text for name, text in files.items() if name.endswith("overrides.yaml"))
-    (configmap,) = [doc for doc in yaml.safe_load_all(overrides) if doc]
-    assert yaml.safe_load(configmap["data"]["overrides.yaml"]) == {
-        "models": {MODEL: {"primary": "v1"}}
-    }
+    assert rendered_overrides(service) == {"models": {MODEL: {"primary": "v1"}}}
