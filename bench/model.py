@@ -1,4 +1,8 @@
-"""Train the benchmark model and time its predict in-process, the baseline every stack adds to."""
+"""Train the benchmark model and time its predict in-process, the baseline every stack adds to.
+
+The model's libraries (scikit-learn, joblib, numpy: `python3 dev.py bench` installs them) are
+imported where they are used, so that the report's types import without them (tests/bench).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,6 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import joblib  # type: ignore[import-untyped]
-import numpy as np
-from sklearn.datasets import make_classification  # type: ignore[import-untyped]
-from sklearn.ensemble import GradientBoostingClassifier  # type: ignore[import-untyped]
-
-from bench.apps.runtime_model import N_FEATURES, BenchModel
 
 SEED = 20240611
 
@@ -27,6 +24,13 @@ class Artifact:
 
 
 def train(out: Path) -> Artifact:
+    import joblib  # type: ignore[import-untyped]
+    import numpy as np
+    from sklearn.datasets import make_classification  # type: ignore[import-untyped]
+    from sklearn.ensemble import GradientBoostingClassifier  # type: ignore[import-untyped]
+
+    from bench.apps.runtime_model import N_FEATURES
+
     x, y = make_classification(
         n_samples=5000, n_features=N_FEATURES, n_informative=10, random_state=SEED
     )
@@ -49,6 +53,8 @@ class PredictTiming:
 
 def time_predict(artifact: Artifact, calls: int = 3000) -> PredictTiming:
     """Time BenchModel.predict on one row, exactly the call a server makes per request."""
+    from bench.apps.runtime_model import BenchModel
+
     model = BenchModel()
     model.load(artifact.path)
     rows = [artifact.row]
