@@ -39,7 +39,9 @@ def pins() -> list[str]:
 
 def _built_from(name: str) -> str:
     # Everything the venv's contents follow from; a change to any of it rebuilds the venv.
-    found = [f"python {platform.python_version()}", *pins(), requirements(name).read_text()]
+    # Where it is, too: a venv's scripts name its python by path, so a copied one cannot run.
+    found = [f"python {platform.python_version()}", f"at {VENVS / name}", *pins()]
+    found.append(requirements(name).read_text())
     if name.startswith(RUNTIME):
         found += ["all of the main venv's packages", shipped_wheel_digest(name), *main_versions()]
     return "\n".join(found)
