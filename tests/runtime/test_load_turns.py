@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from serving_runtime._locks import exclusive_within
+from serving_runtime._locks import exclusive
 from serving_runtime._turns import LOADING_SWITCH_INTERVAL, batch_scheduled, yielding_to_requests
 
 from .conftest import Server, running
@@ -66,10 +66,10 @@ def test_a_turn_never_given_delays_a_load_by_the_wait_and_no_longer(tmp_path: Pa
     waited = []
     with open(lock, "a+b") as held_elsewhere:
         fcntl.flock(held_elsewhere, fcntl.LOCK_EX)
-        with exclusive_within(lock, 0.05, busy=lambda: waited.append(True)) as got:
+        with exclusive(lock, 0.05, busy=lambda: waited.append(True)) as got:
             assert got is False  # the block runs without the lock
         assert waited == [True]
-    with exclusive_within(lock, 0.05, busy=lambda: waited.append(True)) as got:
+    with exclusive(lock, 0.05, busy=lambda: waited.append(True)) as got:
         assert got is True
     assert waited == [True]  # a free lock is not waited for
 

@@ -179,7 +179,7 @@ class Delivery:
         then stay arriving, and then this call waits for no other process's delivery."""
         # One process fetches at a time: the others find the version joined, or in the cache,
         # when their turn comes.
-        with exclusive(self._lock_path, wait=deadline is None) as held:
+        with exclusive(self._lock_path, None if deadline is None else 0) as held:
             if not held:
                 return
             tried: set[Arriving] = set()  # each once: the plan may change under a delivery

@@ -7,20 +7,25 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 _POLL_SECONDS = 0.01  # how often a bounded wait tries the lock again
 
 
 @contextmanager
-def exclusive(path: Path, *, wait: bool = True) -> Iterator[bool]:
+def exclusive(
+    path: Path, timeout: float | None = None, *, busy: Callable[[], None] | None = None
+) -> Iterator[bool]:
     """Hold the lock at `path` (made if missing); other holders wait until it is released.
 
-    With `wait=False`, a lock held elsewhere is not waited for: the block runs, told False.
+    With a `timeout` (seconds; 0: not at all), a lock held elsewhere is waited for that long
+    at most (`busy` is called if it must wait), and the block runs either way, told whether it
+    holds the lock: a holder that never lets go delays the others by `timeout`, never for good.
     """
     with open(path, "a+b") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if timeout is None:
+            fcntl.flock(f, fcntl.LOCK_EX)
+        elif not _take_within(f, timeout, busy):
             yield False
             return
         try:
@@ -29,31 +34,16 @@ def exclusive(path: Path, *, wait: bool = True) -> Iterator[bool]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-@contextmanager
-def exclusive_within(
-    path: Path, timeout: float, *, busy: Callable[[], None] | None = None
-) -> Iterator[bool]:
-    """Hold the lock at `path`, waiting at most `timeout` seconds for it (`busy` is called if
-    it must wait).
-
-    The block runs either way, told whether it holds the lock: a holder that never lets go
-    delays the others by `timeout`, never for good.
-    """
+def _take_within(f: IO[bytes], timeout: float, busy: Callable[[], None] | None) -> bool:
     deadline = time.monotonic() + timeout
-    with open(path, "a+b") as f:
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if busy is not None:
-                    busy()
-                    busy = None
-                if time.monotonic() >= deadline:
-                    yield False
-                    return
-                time.sleep(_POLL_SECONDS)
+    while True:
         try:
-            yield True
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if busy is not None:
+                busy()
+                busy = None
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL_SECONDS)

@@ -130,7 +130,7 @@ class Registry:
         self._prepared: dict[tuple[str, str, tuple[Any, ...]], VersionEntry] = {}
         self._prepared_lock = threading.Lock()
         self.on_change: list[Callable[[str, dict[str, Any]], None]] = []
-        # Around each load: a serving worker takes its turn in the pod (`_sync.LoadTurns`).
+        # Around each load: a serving worker takes its turn in the pod (`_turns.LoadTurns`).
         self.load_turn: LoadTurn = lambda model_id, version: contextlib.nullcontext()
 
     @property

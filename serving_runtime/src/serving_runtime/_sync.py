@@ -153,9 +153,8 @@ class PlanStore:
                 continue
             if status.get("role") != role or status.get("generation", 0) >= generation:
                 continue
-            if process_started(status["pid"]) == status.get(
-                "started"
-            ):  # alive, and not a reused pid
+            # Alive, and not a reused pid:
+            if process_started(status["pid"]) == status.get("started"):
                 behind.append(int(status["pid"]))
         return sorted(behind)
 

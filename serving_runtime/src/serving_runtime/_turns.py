@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ._locks import exclusive_within
+from ._locks import exclusive
 from ._logs import JsonLog
 
 WAIT_SECONDS = 60.0  # the longest a worker waits for its turn before it loads anyway
@@ -55,7 +55,7 @@ class LoadTurns:
         def busy() -> None:
             self._log.event("info", "load_waits_turn", model_id=model_id, version=version)
 
-        with exclusive_within(self.path, WAIT_SECONDS, busy=busy) as held:
+        with exclusive(self.path, WAIT_SECONDS, busy=busy) as held:
             if not held:
                 self._log.event(
                     "warning",
