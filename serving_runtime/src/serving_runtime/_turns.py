@@ -9,6 +9,11 @@ requests meanwhile:
   instead: a file lock in the state folder, held for one version's load and self-tests (a
   worker that waits logs `load_waits_turn`). A turn is waited for at most `WAIT_SECONDS`, so a
   load that never ends delays the others, never stops them (`load_turn_not_given`).
+- the requests of a loading worker share the interpreter with its load, however it is
+  scheduled. With its turn, a worker steps aside when the pod has others to serve (`aside`,
+  set by the HTTP worker; `load_steps_aside`): it takes no new connection, and its kept-alive
+  ones close after their next answer, so its clients reconnect to a worker that is not
+  loading. Only the turn's holder does, so one worker at most is out of the rotation.
 - the worker's own event loop waits for the interpreter lock each time it wakes up, up to
   Python's switch interval (5 ms) a time, several times a request. While a load runs, the
   process's switch interval is `LOADING_SWITCH_INTERVAL`, so the loop gets the lock back
@@ -30,8 +35,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 from ._locks import exclusive
@@ -47,6 +52,8 @@ class LoadTurns:
     def __init__(self, folder: Path, log: JsonLog) -> None:
         self.path = folder / "load.lock"
         self._log = log
+        # Held while this worker loads with its turn: out of the pod's rotation meanwhile.
+        self.aside: Callable[[], AbstractContextManager[object]] | None = None
 
     @contextmanager
     def __call__(self, model_id: str, version: str) -> Iterator[None]:
@@ -64,7 +71,10 @@ class LoadTurns:
                     version=version,
                     waited_s=round(time.monotonic() - asked, 3),
                 )
-            with yielding_to_requests(), batch_scheduled():
+            aside = self.aside if held and self.aside is not None else nullcontext
+            if aside is not nullcontext:
+                self._log.event("info", "load_steps_aside", model_id=model_id, version=version)
+            with aside(), yielding_to_requests(), batch_scheduled():
                 yield
 
 
