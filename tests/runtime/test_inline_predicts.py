@@ -23,9 +23,15 @@ from .test_offload import metric, wait_for
 # Answers with the name of the thread its predict ran on; sleeps when asked (a predict that
 # turned slow); holds a token's predict until the gate opens (the test knows it is under way).
 WHERE = """
+import sys
 import threading
 import time
 from pathlib import Path
+
+
+def hog():
+    while True:  # holds the interpreter lock for a whole switch interval at a time
+        pass
 
 
 class Where:
@@ -43,6 +49,13 @@ class Where:
             return [threading.current_thread().name for _ in features]
         if features == "raise":
             raise RuntimeError("the model raised on purpose")
+        if features == "hog":  # a busy thread beside the worker's own, with long turns
+            sys.setswitchinterval(0.05)
+            threading.Thread(target=hog, daemon=True).start()
+            return "hog"
+        if features == "yield":  # hands the interpreter lock over mid-predict, as native code
+            time.sleep(0)
+            return threading.current_thread().name
         if "sleep" in features:
             time.sleep(features["sleep"])
             return threading.current_thread().name
@@ -128,6 +141,19 @@ def test_a_fast_model_goes_inline_and_back_to_threads_once_it_turns_slow(where: 
         # Every predict counted, inline or not: one call of one row each.
         calls = metric(server, "lls_batch_rows_count", model_id="where", version="1")
         assert calls == 30 + 1 + 1 + 1 + 1
+
+
+def test_a_fast_model_goes_inline_though_its_predicts_wait_for_the_interpreter(
+    where: Path,
+) -> None:
+    # A predict that hands the interpreter lock over (native code does) waits to get it back
+    # while another thread holds it: its wall time then says how busy the process is, not how
+    # long the model takes. Measured by its CPU time, the fast model still goes inline.
+    with running(where, "--inline-predict-ms", "5", workers=1) as server:
+        assert infer(server, "hog").json()["output"] == "hog"
+        seen = [infer(server, "yield").json()["output"] for _ in range(16)]
+        assert seen[:15] == [PREDICT_THREAD] * 15  # with the hog's, 16 measured there
+        assert seen[15] == LOOP
 
 
 def test_inline_predicts_can_be_turned_off(where: Path) -> None:

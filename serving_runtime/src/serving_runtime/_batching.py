@@ -10,6 +10,12 @@ more CPU than a predict of a fraction of a millisecond (measured in docs/design.
   inline, measured there too, for a request of no more rows than the most of those had; a
   larger request goes to a thread, and so does every predict for `_MEASURED` predicts after
   one that took longer (a probe waits behind at most that one, however the requests come);
+- a predict's time is its thread's CPU time unless it waited of its own (`_cost`): time spent
+  waiting for a core (a busy machine) or, on a predict thread, for the interpreter lock (the
+  loop holds it while it answers others) says how busy the process is, not how long the model
+  takes, and would keep a fast model off the loop on a busy machine, where the hand-off costs
+  most. A predict that blocked on the loop (I/O, a lock, a sleep) counts its wall time, and so
+  does one whose wall time passed `_WAIT_FACTOR` times the bound anywhere;
 - a batched version measured as fast goes inline too when its request is alone: no other
   request for it is arriving (the requests the loop has just read get one turn of the loop to
   say so), queued or predicting; otherwise it goes to a thread, where its next batch forms
@@ -38,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import os
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -60,6 +67,10 @@ class BatchPolicy:
 UNBATCHED = BatchPolicy()
 # How many of a version's latest predicts decide whether it is predicted on the event loop.
 _MEASURED = 16
+# A predict whose wall time passes this many times the inline bound counts its wall time, however
+# little CPU it took: waiting on something it does not say it waits on (on a predict thread, the
+# interpreter lock and I/O look alike).
+_WAIT_FACTOR = 50
 # Past this many versions timed, the timings are forgotten and measured anew (unloaded versions
 # would otherwise hold their entries for ever).
 _TIMED_AT_MOST = 256
@@ -111,7 +122,7 @@ class _Job:
 
 
 class _Batch:
-    __slots__ = ("jobs", "model", "outcomes", "rows", "seconds", "split")
+    __slots__ = ("cpu", "jobs", "model", "outcomes", "rows", "seconds", "split")
 
     def __init__(self, model: ServedModel, jobs: list[_Job], split: bool) -> None:
         self.model = model
@@ -120,6 +131,7 @@ class _Batch:
         self.split = split  # predicted as one call (else request by request)
         self.outcomes: list[tuple[bool, Any]] = []  # (raised, output or exception) per job
         self.seconds = 0.0  # how long its predict took, measured on the thread
+        self.cpu = 0.0  # the thread's CPU time meanwhile
 
 
 class _Queue:
@@ -163,6 +175,26 @@ class _Silent:
 
     def abandoned(self, model_id: str, reason: str) -> None:
         pass
+
+
+if sys.platform == "linux":
+    from resource import RUSAGE_THREAD, getrusage
+
+    def _blocks() -> int:
+        """How many times the calling thread has waited of its own so far (Linux counts a
+        voluntary context switch each time a thread blocks: I/O, a lock, a sleep)."""
+        return getrusage(RUSAGE_THREAD).ru_nvcsw
+
+else:  # not counted: every predict on the loop counts its wall time, as if it blocked
+
+    def _blocks() -> int:
+        return -1
+
+
+def _cost(wall: float, cpu: float, blocked: bool, bound: float) -> float:
+    """What one predict tells of the next (seconds): its CPU time, unless it blocked or its
+    wall time passed `_WAIT_FACTOR` times `bound`, then its wall time."""
+    return wall if blocked or wall > bound * _WAIT_FACTOR else cpu
 
 
 class _Timing:
@@ -314,10 +346,12 @@ class Scheduler:
             self.observer.abandoned(model.model_id, "deadline")
             raise DeadlineExceeded("not predicted: the request's deadline had passed")
         self.observer.waited(model.model_id, model.version, 0.0)
-        started = time.perf_counter()
+        blocks, cpu, started = _blocks(), time.thread_time(), time.perf_counter()
         raised, value = _predict_one(model, inputs)
         if not raised:
-            self._timed(model, inputs, time.perf_counter() - started)
+            wall, cpu = time.perf_counter() - started, time.thread_time() - cpu
+            blocked = blocks < 0 or _blocks() != blocks
+            self._timed(model, inputs, _cost(wall, cpu, blocked, self.inline_below))
         self.observer.batch(model.model_id, model.version, 1)
         if raised:
             raise value
@@ -439,7 +473,10 @@ class Scheduler:
         self._busy -= 1
         model = batch.model
         if len(batch.jobs) == 1 and not batch.split and not batch.outcomes[0][0]:
-            self._timed(model, batch.jobs[0].inputs, batch.seconds)  # what it costs inline
+            # What it would cost inline: a thread's waits for the interpreter lock and for I/O
+            # look alike, so its CPU time (up to the bound's `_WAIT_FACTOR`).
+            cost = _cost(batch.seconds, batch.cpu, False, self.inline_below)
+            self._timed(model, batch.jobs[0].inputs, cost)
         if batch.split:
             self.observer.batch(model.model_id, model.version, batch.rows)
         else:
@@ -461,12 +498,14 @@ class Scheduler:
         while True:
             batch = self._work.get()
             running[index] = began = time.monotonic()
+            cpu = time.thread_time()
             try:
                 self._run(batch)
             except BaseException as exc:  # never lose a batch's clients, whatever happened
                 batch.outcomes = [(True, exc)] * len(batch.jobs)
             running[index] = 0.0
             batch.seconds = time.monotonic() - began
+            batch.cpu = time.thread_time() - cpu
             try:
                 self._loop.call_soon_threadsafe(self._done, batch)
             except RuntimeError:  # the loop closed: the process is exiting
