@@ -133,6 +133,39 @@ def test_a_loading_worker_steps_aside_and_the_other_serves_its_clients(tmp_path:
             client.close()
 
 
+def test_a_loading_worker_with_many_clients_keeps_them(tmp_path: Path) -> None:
+    # Handing many clients to the others would halve the pod's capacity while it loads.
+    config = gated_service(tmp_path)
+    artifact = tmp_path / "artifacts" / "v3.json"
+    with running(config, workers=2) as server:
+        wait_for(lambda: len(ready(server)) == 2)
+        workers = ready(server)
+        kept: dict[int, list[httpx.Client]] = {pid: [] for pid in workers}
+
+        def three_on_each() -> bool:
+            client = httpx.Client(base_url=server.url, timeout=30)
+            pid, _ = served_by(server, client)
+            if len(kept[pid]) < 3:
+                kept[pid].append(client)
+            else:
+                client.close()
+            return all(len(clients) == 3 for clients in kept.values())
+
+        wait_for(three_on_each)
+        body = {"version": "v3", "artifact": "artifacts/v3.json", "class": "gated_model:Gated"}
+        call, done = in_background(lambda: server.post("/admin/models/linear/load", body))
+        wait_for(lambda: len(loading(artifact) & workers) == 1)
+        (first,) = loading(artifact) & workers
+        assert [served_by(server, client) for client in kept[first]] == [(first, False)] * 3
+        (artifact.parent / f"{artifact.name}.go-all").touch()
+        call.join()
+        assert done[0].status_code == 200, done[0].text
+        assert "load_steps_aside" not in [r.get("event") for r in server.log_lines()]
+        for clients in kept.values():
+            for client in clients:
+                client.close()
+
+
 def test_a_lone_worker_serves_on_while_it_loads(tmp_path: Path) -> None:
     config = gated_service(tmp_path)
     artifact = tmp_path / "artifacts" / "v3.json"

@@ -239,7 +239,7 @@ class DataPlane:
         )
         return result
 
-    def step_aside_while_loading(self, aside: Callable[[], AbstractContextManager[object]]) -> None:
+    def step_aside_while_loading(self, aside: Callable[[], AbstractContextManager[bool]]) -> None:
         """While this worker loads a version with its turn (`_turns.py`), `aside` holds it out of
         the pod's rotation: the HTTP worker's, when the pod has other workers to serve."""
         turns = self.registry.load_turn

@@ -10,10 +10,11 @@ requests meanwhile:
   worker that waits logs `load_waits_turn`). A turn is waited for at most `WAIT_SECONDS`, so a
   load that never ends delays the others, never stops them (`load_turn_not_given`).
 - the requests of a loading worker share the interpreter with its load, however it is
-  scheduled. With its turn, a worker steps aside when the pod has others to serve (`aside`,
-  set by the HTTP worker; `load_steps_aside`): it takes no new connection, and its kept-alive
-  ones close after their next answer, so its clients reconnect to a worker that is not
-  loading. Only the turn's holder does, so one worker at most is out of the rotation.
+  scheduled. With its turn, a worker that holds few connections steps aside when the pod has
+  others to serve (`aside`, set by the HTTP worker; `load_steps_aside`): it takes no new
+  connection, and its kept-alive ones close after their next answer, so its clients reconnect
+  to a worker that is not loading. Only the turn's holder does, so one worker at most is out
+  of the rotation.
 - the worker's own event loop waits for the interpreter lock each time it wakes up, up to
   Python's switch interval (5 ms) a time, several times a request. While a load runs, the
   process's switch interval is `LOADING_SWITCH_INTERVAL`, so the loop gets the lock back
@@ -52,8 +53,9 @@ class LoadTurns:
     def __init__(self, folder: Path, log: JsonLog) -> None:
         self.path = folder / "load.lock"
         self._log = log
-        # Held while this worker loads with its turn: out of the pod's rotation meanwhile.
-        self.aside: Callable[[], AbstractContextManager[object]] | None = None
+        # Held while this worker loads with its turn: out of the pod's rotation meanwhile (it
+        # tells whether it stepped out).
+        self.aside: Callable[[], AbstractContextManager[bool]] | None = None
 
     @contextmanager
     def __call__(self, model_id: str, version: str) -> Iterator[None]:
@@ -71,11 +73,15 @@ class LoadTurns:
                     version=version,
                     waited_s=round(time.monotonic() - asked, 3),
                 )
-            aside = self.aside if held and self.aside is not None else nullcontext
-            if aside is not nullcontext:
-                self._log.event("info", "load_steps_aside", model_id=model_id, version=version)
-            with aside(), yielding_to_requests(), batch_scheduled():
+            aside = self.aside if held and self.aside is not None else _stays
+            with aside() as stepped, yielding_to_requests(), batch_scheduled():
+                if stepped:
+                    self._log.event("info", "load_steps_aside", model_id=model_id, version=version)
                 yield
+
+
+def _stays() -> AbstractContextManager[bool]:
+    return nullcontext(False)
 
 
 class _Loads:
