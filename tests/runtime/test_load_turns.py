@@ -6,22 +6,33 @@ until the test lets it go, so the test sees which workers load at once.
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import os
 import sys
 import threading
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from serving_runtime._locks import exclusive
-from serving_runtime._turns import LOADING_SWITCH_INTERVAL, batch_scheduled, yielding_to_requests
+from serving_runtime._turns import (
+    LOADING_SWITCH_INTERVAL,
+    WATCH_SECONDS,
+    _aside_while_computing,
+    batch_scheduled,
+    yielding_to_requests,
+)
 
-from .conftest import Server, running
+from .conftest import Server, build_service, running
 from .test_offload import wait_for
-from .test_run_time_changes import gated_service, in_background, let_go, loading, ready
+from .test_run_time_changes import SERVICE, gated_service, in_background, let_go, loading, ready
 
 
 def served_by(server: Server, client: httpx.Client) -> tuple[int, bool]:
@@ -51,6 +62,39 @@ def new_connections(server: Server, count: int) -> set[int]:
         with httpx.Client(base_url=server.url, timeout=30) as client:
             pids.add(served_by(server, client)[0])
     return pids
+
+
+SPINNING = """
+import os
+from pathlib import Path
+from typing import Any
+
+from linear_model import Linear
+
+
+class Spinning(Linear):
+    def load(self, file):  # computes until let go, as unpickling a large model does
+        Path(f"{file}.loading-{os.getpid()}").touch()
+        go = (Path(f"{file}.go-{os.getpid()}"), Path(f"{file}.go-all"))
+        while not (go[0].exists() or go[1].exists()):
+            sum(range(20000))
+        super().load(file)
+"""
+
+
+def spinning_service(root: Path) -> Path:
+    """The gated service, its v2 (loaded freely) of the class that computes while it loads."""
+    service: dict[str, Any] = copy.deepcopy(SERVICE)
+    service["models"]["linear"]["versions"]["v2"]["class"] = "spinning_model:Spinning"
+    config = build_service(root, service)
+    (root / "spinning_model.py").write_text(SPINNING)
+    (root / "artifacts" / "v2.json.go-all").touch()
+    return config
+
+
+def stepped_aside(server: Server) -> list[int]:
+    """The processes that logged stepping aside for a load, in order."""
+    return [r["pid"] for r in server.log_lines() if r.get("event") == "load_steps_aside"]
 
 
 def waiting_turn(server: Server, version: str) -> set[int]:
@@ -92,8 +136,10 @@ def test_workers_load_a_run_time_version_one_at_a_time(tmp_path: Path, worker: s
         assert "load_turn_not_given" not in events
 
 
-def test_a_loading_worker_steps_aside_and_the_other_serves_its_clients(tmp_path: Path) -> None:
-    config = gated_service(tmp_path)
+def test_a_worker_whose_load_computes_steps_aside_and_the_other_serves_its_clients(
+    tmp_path: Path,
+) -> None:
+    config = spinning_service(tmp_path)
     artifact = tmp_path / "artifacts" / "v3.json"
     with running(config, workers=2) as server:
         wait_for(lambda: len(ready(server)) == 2)
@@ -109,61 +155,28 @@ def test_a_loading_worker_steps_aside_and_the_other_serves_its_clients(tmp_path:
             return set(kept) == workers
 
         wait_for(one_on_each)
-        body = {"version": "v3", "artifact": "artifacts/v3.json", "class": "gated_model:Gated"}
+        spinning = "spinning_model:Spinning"
+        body = {"version": "v3", "artifact": "artifacts/v3.json", "class": spinning}
         call, done = in_background(lambda: server.post("/admin/models/linear/load", body))
         wait_for(lambda: len(loading(artifact) & workers) == 1)
         (first,) = loading(artifact) & workers
         (second,) = workers - {first}
-        # While the first loads, its kept-alive client is told to reconnect after its next
-        # answer, and every new connection goes to the second.
+        # Once its load is seen computing, the first's kept-alive client is told to reconnect
+        # after its next answer, and every new connection goes to the second.
+        wait_for(lambda: stepped_aside(server) == [first])
         assert served_by(server, kept[first]) == (first, True)
         assert served_by(server, kept[second]) == (second, False)
         assert new_connections(server, 10) == {second}
         let_go(artifact, first)
-        wait_for(lambda: second in loading(artifact))  # its turn: now the first serves all
+        wait_for(lambda: stepped_aside(server) == [first, second])  # its turn, then aside
         assert served_by(server, kept[second]) == (second, True)
         assert new_connections(server, 10) == {first}
         (artifact.parent / f"{artifact.name}.go-all").touch()  # the second, and the offload
         call.join()
         assert done[0].status_code == 200, done[0].text
         assert new_connections(server, 20) == workers  # both take connections again
-        stepped = [r["pid"] for r in server.log_lines() if r.get("event") == "load_steps_aside"]
-        assert sorted(stepped) == sorted(workers)
         for client in kept.values():
             client.close()
-
-
-def test_a_loading_worker_with_many_clients_keeps_them(tmp_path: Path) -> None:
-    # Handing many clients to the others would halve the pod's capacity while it loads.
-    config = gated_service(tmp_path)
-    artifact = tmp_path / "artifacts" / "v3.json"
-    with running(config, workers=2) as server:
-        wait_for(lambda: len(ready(server)) == 2)
-        workers = ready(server)
-        kept: dict[int, list[httpx.Client]] = {pid: [] for pid in workers}
-
-        def three_on_each() -> bool:
-            client = httpx.Client(base_url=server.url, timeout=30)
-            pid, _ = served_by(server, client)
-            if len(kept[pid]) < 3:
-                kept[pid].append(client)
-            else:
-                client.close()
-            return all(len(clients) == 3 for clients in kept.values())
-
-        wait_for(three_on_each)
-        body = {"version": "v3", "artifact": "artifacts/v3.json", "class": "gated_model:Gated"}
-        call, done = in_background(lambda: server.post("/admin/models/linear/load", body))
-        wait_for(lambda: len(loading(artifact) & workers) == 1)
-        (first,) = loading(artifact) & workers
-        assert [served_by(server, client) for client in kept[first]] == [(first, False)] * 3
-        (artifact.parent / f"{artifact.name}.go-all").touch()
-        call.join()
-        assert done[0].status_code == 200, done[0].text
-        assert "load_steps_aside" not in [r.get("event") for r in server.log_lines()]
-        for clients in kept.values():
-            for client in clients:
-                client.close()
 
 
 def test_a_lone_worker_serves_on_while_it_loads(tmp_path: Path) -> None:
@@ -180,6 +193,32 @@ def test_a_lone_worker_serves_on_while_it_loads(tmp_path: Path) -> None:
         call.join()
         assert done[0].status_code == 200, done[0].text
         assert "load_steps_aside" not in [r.get("event") for r in server.log_lines()]
+
+
+def test_a_load_steps_aside_once_seen_computing_and_not_while_it_waits() -> None:
+    entered: list[bool] = []
+    left: list[bool] = []
+
+    @contextmanager
+    def aside() -> Iterator[bool]:
+        entered.append(True)
+        yield True
+        left.append(True)
+
+    stepped = threading.Event()
+    # A load that waits, for several of the watcher's readings: the worker serves on.
+    with _aside_while_computing(aside, stepped.set):
+        for _ in range(6):
+            time.sleep(WATCH_SECONDS)
+    assert entered == []
+    assert not stepped.is_set()
+    # One that computes: aside from the first reading that sees it, until it ends.
+    with _aside_while_computing(aside, stepped.set):
+        while not stepped.is_set():
+            sum(range(20000))
+        assert entered == [True]
+        assert left == []
+    assert left == [True]
 
 
 def test_a_turn_never_given_delays_a_load_by_the_wait_and_no_longer(tmp_path: Path) -> None:

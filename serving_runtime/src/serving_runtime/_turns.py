@@ -10,11 +10,12 @@ requests meanwhile:
   worker that waits logs `load_waits_turn`). A turn is waited for at most `WAIT_SECONDS`, so a
   load that never ends delays the others, never stops them (`load_turn_not_given`).
 - the requests of a loading worker share the interpreter with its load, however it is
-  scheduled. With its turn, a worker that holds few connections steps aside when the pod has
-  others to serve (`aside`, set by the HTTP worker; `load_steps_aside`): it takes no new
-  connection, and its kept-alive ones close after their next answer, so its clients reconnect
-  to a worker that is not loading. Only the turn's holder does, so one worker at most is out
-  of the rotation.
+  scheduled, when the load computes. With its turn, a worker whose load is seen computing
+  steps aside when the pod has others to serve (`aside`, set by the HTTP worker;
+  `load_steps_aside`): it takes no new connection, and its kept-alive ones close after their
+  next answer, so its clients reconnect to a worker that is not loading. Only the turn's
+  holder does, so one worker at most is out of the rotation. A load that waits (storage, a
+  download) takes nothing from the requests, and its worker serves on.
 - the worker's own event loop waits for the interpreter lock each time it wakes up, up to
   Python's switch interval (5 ms) a time, several times a request. While a load runs, the
   process's switch interval is `LOADING_SWITCH_INTERVAL`, so the loop gets the lock back
@@ -37,7 +38,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from ._locks import exclusive
@@ -45,6 +46,8 @@ from ._logs import JsonLog
 
 WAIT_SECONDS = 60.0  # the longest a worker waits for its turn before it loads anyway
 LOADING_SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005
+WATCH_SECONDS = 0.05  # how often a load's CPU use is read, to tell one that computes
+COMPUTING_SHARE = 0.25  # of a core, over WATCH_SECONDS: a load that computes
 
 
 class LoadTurns:
@@ -73,15 +76,51 @@ class LoadTurns:
                     version=version,
                     waited_s=round(time.monotonic() - asked, 3),
                 )
-            aside = self.aside if held and self.aside is not None else _stays
-            with aside() as stepped, yielding_to_requests(), batch_scheduled():
-                if stepped:
-                    self._log.event("info", "load_steps_aside", model_id=model_id, version=version)
-                yield
+            with yielding_to_requests(), batch_scheduled():
+                if not held or self.aside is None:
+                    yield
+                    return
+                with _aside_while_computing(self.aside, self._stepped(model_id, version)):
+                    yield
+
+    def _stepped(self, model_id: str, version: str) -> Callable[[], None]:
+        return lambda: self._log.event(
+            "info", "load_steps_aside", model_id=model_id, version=version
+        )
 
 
-def _stays() -> AbstractContextManager[bool]:
-    return nullcontext(False)
+@contextmanager
+def _aside_while_computing(
+    aside: Callable[[], AbstractContextManager[bool]], stepped: Callable[[], None]
+) -> Iterator[None]:
+    """The calling thread loads: once it is seen computing (`COMPUTING_SHARE` of a core over
+    `WATCH_SECONDS`, read from its CPU clock), the worker steps aside until the block ends.
+    A load that waits (a download, storage) leaves the worker serving at full strength."""
+    clock = time.pthread_getcpuclockid(threading.get_ident())
+    done = threading.Event()
+    held: list[AbstractContextManager[bool]] = []
+
+    def watch() -> None:
+        cpu, now = time.clock_gettime(clock), time.monotonic()
+        while not done.wait(WATCH_SECONDS):
+            cpu_then, then = cpu, now
+            cpu, now = time.clock_gettime(clock), time.monotonic()
+            if cpu - cpu_then >= COMPUTING_SHARE * (now - then):
+                manager = aside()
+                if manager.__enter__():
+                    stepped()
+                held.append(manager)
+                return
+
+    watcher = threading.Thread(target=watch, name="lls-load-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+        for manager in held:
+            manager.__exit__(None, None, None)
 
 
 class _Loads:

@@ -96,10 +96,6 @@ class RuntimeWorker(UvicornWorker):  # type: ignore[misc]
 
 
 _ASIDE_WAIT = 5.0  # seconds a loading thread waits for the loop to step aside (or back)
-# A worker holding more connections than this keeps them while it loads: handing them all to
-# the others would halve the pod's capacity for the length of the load (at 32 connections
-# on 2 workers, p99 4 to 5 times that without loads, against 1.03 times when it kept them).
-_ASIDE_AT_MOST = 2
 
 
 class _Server(Server):
@@ -122,8 +118,8 @@ class _Server(Server):
     def aside(self) -> Iterator[bool]:
         """While the block runs (a load, on a thread of its own), this worker takes no new
         connection and its kept-alive ones close after their next answer: the kernel gives new
-        connections to the other workers, which serve its clients meanwhile. Only when it holds
-        few connections (`_ASIDE_AT_MOST`); the block is told whether it stepped aside."""
+        connections to the other workers, which serve its clients meanwhile. The block is told
+        whether it stepped aside (not when the server is stopping)."""
         stepped = self._on_loop(self._step_aside)
         try:
             yield stepped
@@ -145,7 +141,7 @@ class _Server(Server):
             return False
 
     async def _step_aside(self) -> bool:
-        if self.should_exit or len(self.server_state.connections) > _ASIDE_AT_MOST:
+        if self.should_exit:
             return False
         servers, self.servers = self.servers, []
         for server in servers:
