@@ -67,7 +67,6 @@ def new_connections(server: Server, count: int) -> set[int]:
 SPINNING = """
 import os
 from pathlib import Path
-from typing import Any
 
 from linear_model import Linear
 
