@@ -46,7 +46,7 @@ from ._logs import JsonLog
 
 WAIT_SECONDS = 60.0  # the longest a worker waits for its turn before it loads anyway
 LOADING_SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005
-WATCH_SECONDS = 0.05  # how often a load's CPU use is read, to tell one that computes
+WATCH_SECONDS = 0.01  # how often a load's CPU use is read, to tell one that computes
 COMPUTING_SHARE = 0.25  # of a core, over WATCH_SECONDS: a load that computes
 
 
