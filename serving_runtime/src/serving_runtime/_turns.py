@@ -10,12 +10,12 @@ requests meanwhile:
   worker that waits logs `load_waits_turn`). A turn is waited for at most `WAIT_SECONDS`, so a
   load that never ends delays the others, never stops them (`load_turn_not_given`).
 - the requests of a loading worker share the interpreter with its load, however it is
-  scheduled, when the load computes. With its turn, a worker whose load is seen computing
-  steps aside when the pod has others to serve (`aside`, set by the HTTP worker;
-  `load_steps_aside`): it takes no new connection, and its kept-alive ones close after their
-  next answer, so its clients reconnect to a worker that is not loading. Only the turn's
-  holder does, so one worker at most is out of the rotation. A load that waits (storage, a
-  download) takes nothing from the requests, and its worker serves on.
+  scheduled, while the load computes. With its turn, a worker whose load is seen computing
+  steps aside while it does, when the pod has others to serve (`aside`, set by the HTTP
+  worker; `load_steps_aside`): it takes no new connection, and its kept-alive ones close after
+  their next answer, so its clients reconnect to a worker that is not loading. Only the
+  turn's holder does, so one worker at most is out of the rotation. While a load waits
+  (storage, a download) it takes nothing from the requests, and its worker serves.
 - the worker's own event loop waits for the interpreter lock each time it wakes up, up to
   Python's switch interval (5 ms) a time, several times a request. While a load runs, the
   process's switch interval is `LOADING_SWITCH_INTERVAL`, so the loop gets the lock back
@@ -48,6 +48,7 @@ WAIT_SECONDS = 60.0  # the longest a worker waits for its turn before it loads a
 LOADING_SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005
 WATCH_SECONDS = 0.01  # how often a load's CPU use is read, to tell one that computes
 COMPUTING_SHARE = 0.25  # of a core, over WATCH_SECONDS: a load that computes
+QUIET_WINDOWS = 10  # readings without computing after which a worker aside serves again
 
 
 class LoadTurns:
@@ -93,34 +94,46 @@ class LoadTurns:
 def _aside_while_computing(
     aside: Callable[[], AbstractContextManager[bool]], stepped: Callable[[], None]
 ) -> Iterator[None]:
-    """The calling thread loads: once it is seen computing (`COMPUTING_SHARE` of a core over
-    `WATCH_SECONDS`, read from its CPU clock), the worker steps aside until the block ends.
-    A load that waits (a download, storage) leaves the worker serving at full strength."""
+    """The calling thread loads: the worker steps aside at once (a load mostly begins by
+    computing: unpickling, imports) and while the load is seen computing (`COMPUTING_SHARE` of
+    a core over `WATCH_SECONDS`, read from its CPU clock); once it has not computed for
+    `QUIET_WINDOWS` readings (it waits on storage, a download), the worker serves again."""
     clock = time.pthread_getcpuclockid(threading.get_ident())
     done = threading.Event()
-    held: list[AbstractContextManager[bool]] = []
+    first = aside()
+    if first.__enter__():
+        stepped()
 
     def watch() -> None:
+        held: AbstractContextManager[bool] | None = first
+        quiet = 0
         cpu, now = time.clock_gettime(clock), time.monotonic()
         while not done.wait(WATCH_SECONDS):
             cpu_then, then = cpu, now
             cpu, now = time.clock_gettime(clock), time.monotonic()
-            if cpu - cpu_then >= COMPUTING_SHARE * (now - then):
-                manager = aside()
-                if manager.__enter__():
+            computing = cpu - cpu_then >= COMPUTING_SHARE * (now - then)
+            quiet = 0 if computing else quiet + 1
+            if computing and held is None:
+                held = aside()
+                if held.__enter__():
                     stepped()
-                held.append(manager)
-                return
+            elif held is not None and quiet >= QUIET_WINDOWS:
+                held.__exit__(None, None, None)
+                held = None
+        if held is not None:
+            held.__exit__(None, None, None)
 
     watcher = threading.Thread(target=watch, name="lls-load-watch", daemon=True)
-    watcher.start()
+    try:
+        watcher.start()
+    except BaseException:  # no thread to end it: back in the rotation now
+        first.__exit__(None, None, None)
+        raise
     try:
         yield
     finally:
         done.set()
         watcher.join()
-        for manager in held:
-            manager.__exit__(None, None, None)
 
 
 class _Loads:
