@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -23,7 +22,6 @@ from ._overrides import overrides_problems
 from ._registry import ModelEntry, Registry, VersionSpec
 from ._sync import Follower
 from ._tracing import Tracing
-from ._turns import LoadTurns
 
 
 class AfterPredict(Protocol):
@@ -238,13 +236,6 @@ class DataPlane:
             **_plain(arguments),
         )
         return result
-
-    def step_aside_while_loading(self, aside: Callable[[], AbstractContextManager[bool]]) -> None:
-        """While this worker loads a version with its turn (`_turns.py`), `aside` holds it out of
-        the pod's rotation: the HTTP worker's, when the pod has other workers to serve."""
-        turns = self.registry.load_turn
-        if isinstance(turns, LoadTurns):
-            turns.aside = aside
 
     def sync_now(self) -> None:
         """Take in the newest plan now, loading what it needs: a worker does before it serves."""

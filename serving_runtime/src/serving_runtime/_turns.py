@@ -9,13 +9,6 @@ requests meanwhile:
   instead: a file lock in the state folder, held for one version's load and self-tests (a
   worker that waits logs `load_waits_turn`). A turn is waited for at most `WAIT_SECONDS`, so a
   load that never ends delays the others, never stops them (`load_turn_not_given`).
-- the requests of a loading worker share the interpreter with its load, however it is
-  scheduled, while the load computes. With its turn, a worker whose load is seen computing
-  steps aside while it does, when the pod has others to serve (`aside`, set by the HTTP
-  worker; `load_steps_aside`): it takes no new connection, and its kept-alive ones close after
-  their next answer, so its clients reconnect to a worker that is not loading. Only the
-  turn's holder does, so one worker at most is out of the rotation. While a load waits
-  (storage, a download) it takes nothing from the requests, and its worker serves.
 - the worker's own event loop waits for the interpreter lock each time it wakes up, up to
   Python's switch interval (5 ms) a time, several times a request. While a load runs, the
   process's switch interval is `LOADING_SWITCH_INTERVAL`, so the loop gets the lock back
@@ -37,8 +30,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ._locks import exclusive
@@ -46,9 +39,6 @@ from ._logs import JsonLog
 
 WAIT_SECONDS = 60.0  # the longest a worker waits for its turn before it loads anyway
 LOADING_SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005
-WATCH_SECONDS = 0.01  # how often a load's CPU use is read, to tell one that computes
-COMPUTING_SHARE = 0.25  # of a core, over WATCH_SECONDS: a load that computes
-QUIET_WINDOWS = 10  # readings without computing after which a worker aside serves again
 
 
 class LoadTurns:
@@ -57,9 +47,6 @@ class LoadTurns:
     def __init__(self, folder: Path, log: JsonLog) -> None:
         self.path = folder / "load.lock"
         self._log = log
-        # Held while this worker loads with its turn: out of the pod's rotation meanwhile (it
-        # tells whether it stepped out).
-        self.aside: Callable[[], AbstractContextManager[bool]] | None = None
 
     @contextmanager
     def __call__(self, model_id: str, version: str) -> Iterator[None]:
@@ -78,62 +65,7 @@ class LoadTurns:
                     waited_s=round(time.monotonic() - asked, 3),
                 )
             with yielding_to_requests(), batch_scheduled():
-                if not held or self.aside is None:
-                    yield
-                    return
-                with _aside_while_computing(self.aside, self._stepped(model_id, version)):
-                    yield
-
-    def _stepped(self, model_id: str, version: str) -> Callable[[], None]:
-        return lambda: self._log.event(
-            "info", "load_steps_aside", model_id=model_id, version=version
-        )
-
-
-@contextmanager
-def _aside_while_computing(
-    aside: Callable[[], AbstractContextManager[bool]], stepped: Callable[[], None]
-) -> Iterator[None]:
-    """The calling thread loads: the worker steps aside at once (a load mostly begins by
-    computing: unpickling, imports) and while the load is seen computing (`COMPUTING_SHARE` of
-    a core over `WATCH_SECONDS`, read from its CPU clock); once it has not computed for
-    `QUIET_WINDOWS` readings (it waits on storage, a download), the worker serves again."""
-    clock = time.pthread_getcpuclockid(threading.get_ident())
-    done = threading.Event()
-    first = aside()
-    if first.__enter__():
-        stepped()
-
-    def watch() -> None:
-        held: AbstractContextManager[bool] | None = first
-        quiet = 0
-        cpu, now = time.clock_gettime(clock), time.monotonic()
-        while not done.wait(WATCH_SECONDS):
-            cpu_then, then = cpu, now
-            cpu, now = time.clock_gettime(clock), time.monotonic()
-            computing = cpu - cpu_then >= COMPUTING_SHARE * (now - then)
-            quiet = 0 if computing else quiet + 1
-            if computing and held is None:
-                held = aside()
-                if held.__enter__():
-                    stepped()
-            elif held is not None and quiet >= QUIET_WINDOWS:
-                held.__exit__(None, None, None)
-                held = None
-        if held is not None:
-            held.__exit__(None, None, None)
-
-    watcher = threading.Thread(target=watch, name="lls-load-watch", daemon=True)
-    try:
-        watcher.start()
-    except BaseException:  # no thread to end it: back in the rotation now
-        first.__exit__(None, None, None)
-        raise
-    try:
-        yield
-    finally:
-        done.set()
-        watcher.join()
+                yield
 
 
 class _Loads:

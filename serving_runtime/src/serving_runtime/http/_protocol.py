@@ -15,8 +15,6 @@ does not do, measured against this runtime's tests (docs/design.md has the figur
 - stop gracefully without a race on idle keep-alive connections: one closed at once may be
   carrying the client's next request; here it gets a moment, and that request is answered with
   `Connection: close`;
-- hand a connection over to the pod's other workers while this one loads a version (`hand_over`:
-  its next answer says `Connection: close`, so the client reconnects elsewhere);
 - tell the app which requests came through the admin socket, from a process of this user's
   (the scope extension `ADMIN`): the only authority for admin calls but a token.
 """
@@ -74,7 +72,6 @@ class LimitedProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._stop_timer: asyncio.TimerHandle | None = None
         self._stopping = False
-        self._handed_over = False  # the worker loads: the next answer is this connection's last
         self._refused = False
         self._refusal: bytes | None = None  # the error to send once earlier answers are out
         self._admin = False
@@ -163,7 +160,7 @@ class LimitedProtocol(HttpToolsProtocol):
             ADMIN: self._admin,
         }
         self.scope["extensions"] = extensions
-        if self._stopping or self._handed_over:
+        if self._stopping:
             cycle.keep_alive = False
         elif self.parser.get_http_version() == "1.0" and self.parser.should_keep_alive():
             cycle.keep_alive = True  # HTTP/1.0 with Connection: keep-alive (the app says so)
@@ -179,18 +176,7 @@ class LimitedProtocol(HttpToolsProtocol):
         if self._refusal is not None and not self.pipeline and self.cycle.response_complete:
             self._send_refusal()
 
-    # handing over to the other workers, and stopping
-
-    def hand_over(self) -> None:
-        """The worker steps aside for a while: this connection's next answer (or the one under
-        way, if it has not started) tells the client to close it and reconnect."""
-        self._handed_over = True
-        if self.cycle is not None and not self.cycle.response_started:
-            self.cycle.keep_alive = False
-
-    def take_back(self) -> None:
-        """The worker serves again: a connection it still holds stays alive as before."""
-        self._handed_over = False
+    # stopping
 
     def shutdown(self) -> None:
         """The server stops: finish what is under way, then close."""

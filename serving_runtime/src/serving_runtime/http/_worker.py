@@ -4,22 +4,18 @@ Gunicorn's master keeps what it is good at (the models loaded before fork, a dea
 replaced, `--max-requests`, a graceful SIGTERM); `uvicorn-worker`'s worker runs uvicorn in
 each process. On top of it: the protocol with the runtime's limits (`_protocol.py`), a
 heartbeat withheld while a predict is stuck past `--timeout` (predicts run on threads, so the
-event loop alone would go on telling the master all is well), a worker that steps out of the
-rotation while it loads a version at run time (its turn, `_turns.py`), and, when stopping, the
+event loop alone would go on telling the master all is well), and, when stopping, the
 connections already queued on the listening socket taken and answered rather than reset.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import importlib
 import os
 import socket
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 from gunicorn.arbiter import Arbiter
@@ -29,7 +25,7 @@ from uvicorn_worker import UvicornWorker
 
 from serving_runtime._settings import HttpSettings
 
-from ._protocol import LimitedProtocol, Limits, protocol_for
+from ._protocol import Limits, protocol_for
 
 _UNLIMITED = 1 << 30
 # What uvicorn imports in each worker as it starts: imported here, before fork, so that the
@@ -66,9 +62,6 @@ class RuntimeWorker(UvicornWorker):  # type: ignore[misc]
         self.config.http = protocol_for(limits, settings.admin_socket)
         self._stuck_logged = 0.0
         server = _Server(self.config, self.sockets)
-        dataplane = getattr(app, "dataplane", None)
-        if dataplane is not None and cfg.workers > 1:  # others to take its clients meanwhile
-            dataplane.step_aside_while_loading(server.aside)
         self._install_sigquit_handler()
         # uvicorn closes the sockets it serves when it stops, and Gunicorn closes its own
         # listeners as the worker exits: given copies (the same listening sockets), neither
@@ -95,18 +88,10 @@ class RuntimeWorker(UvicornWorker):  # type: ignore[misc]
         self.notify()
 
 
-_ASIDE_WAIT = 5.0  # seconds a loading thread waits for the loop to step aside (or back)
-
-
 class _Server(Server):
     def __init__(self, config: Config, listeners: list[socket.socket]) -> None:
         super().__init__(config)
         self._listeners = listeners
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        self._loop = asyncio.get_running_loop()
-        await super().startup(sockets)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # Connections the kernel already queued for this worker would be reset when the last
@@ -114,66 +99,16 @@ class _Server(Server):
         await self._take_queued()
         await super().shutdown(sockets)
 
-    @contextlib.contextmanager
-    def aside(self) -> Iterator[bool]:
-        """While the block runs (a load, on a thread of its own), this worker takes no new
-        connection and its kept-alive ones close after their next answer: the kernel gives new
-        connections to the other workers, which serve its clients meanwhile. The block is told
-        whether it stepped aside (not when the server is stopping)."""
-        stepped = self._on_loop(self._step_aside)
-        try:
-            yield stepped
-        finally:
-            self._on_loop(self._step_back)
-
-    def _on_loop(self, step: Callable[[], Coroutine[Any, Any, bool]]) -> bool:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return False
-        with contextlib.suppress(RuntimeError):  # no loop runs on this thread
-            if asyncio.get_running_loop() is loop:  # the loop's own thread cannot wait for it
-                loop.create_task(step())
-                return False
-        done = asyncio.run_coroutine_threadsafe(step(), loop)
-        try:
-            return done.result(_ASIDE_WAIT)
-        except concurrent.futures.TimeoutError:  # a loop that long busy cannot be waited for
-            return False
-
-    async def _step_aside(self) -> bool:
-        if self.should_exit:
-            return False
-        servers, self.servers = self.servers, []
-        for server in servers:
-            server.close()  # this worker's copy of the listening socket; the others keep theirs
-        for connection in list(self.server_state.connections):
-            if isinstance(connection, LimitedProtocol):
-                connection.hand_over()
-        return True
-
-    async def _step_back(self) -> bool:
-        for connection in list(self.server_state.connections):
-            if isinstance(connection, LimitedProtocol):
-                connection.take_back()
-        if self.should_exit or self.servers:
-            return False
-        loop = asyncio.get_running_loop()
-        for listener in self._listeners:
-            copy = socket.socket(fileno=os.dup(listener.fileno()))
-            backlog = self.config.backlog
-            server = await loop.create_server(self._protocol, sock=copy, backlog=backlog)
-            self.servers.append(server)
-        return True
-
-    def _protocol(self) -> asyncio.Protocol:
-        config = self.config
-        made: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
-            config=config, server_state=self.server_state, app_state=self.lifespan.state
-        )
-        return made
-
     async def _take_queued(self) -> None:
         loop = asyncio.get_running_loop()
+        config = self.config
+
+        def protocol() -> asyncio.Protocol:
+            made: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state
+            )
+            return made
+
         taken = []
         for listener in self._listeners:
             listener.setblocking(False)
@@ -183,6 +118,6 @@ class _Server(Server):
                 except OSError:  # BlockingIOError: none left
                     break
                 sock.setblocking(False)
-                taken.append(loop.connect_accepted_socket(self._protocol, sock))
+                taken.append(loop.connect_accepted_socket(protocol, sock))
         if taken:
             await asyncio.gather(*taken, return_exceptions=True)
