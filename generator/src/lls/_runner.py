@@ -14,8 +14,9 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypeVar
@@ -100,21 +101,39 @@ def each(
     `work` must turn Interrupted into a result of its own: after Ctrl-C every item still
     gets one (those not started yet at once), and the running ones are waited for.
     """
-    interrupted = False
+    caught: list[int] = []
     futures: list[Future[R]] = []
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
+    with _ctrl_c_noted(caught), ThreadPoolExecutor(max(1, jobs)) as pool:
+        stopped = False
         while True:
-            try:
-                # Ctrl-C may come while the work is handed out: every item still gets its
-                # result (one handed out twice, if it came inside submit, is Interrupted).
-                while len(futures) < len(items):
-                    futures.append(pool.submit(work, items[len(futures)]))
-                # Never an unbounded wait: the kernel may deliver Ctrl-C to a worker thread,
-                # where Python only notes it for the main thread, and a main thread blocked on
-                # a lock would not run again to raise it; the work would wait for ever.
-                if not wait(futures, timeout=_NOTICE_SECONDS).not_done:
-                    break
-            except KeyboardInterrupt:
-                interrupted = True
+            if caught and not stopped:
+                stopped = True
                 children.interrupt()
-    return [future.result() for future in futures], interrupted
+            while len(futures) < len(items):
+                futures.append(pool.submit(work, items[len(futures)]))
+            # Never an unbounded wait: the kernel may deliver Ctrl-C to a worker thread,
+            # where Python only notes it for the main thread, and a main thread blocked on
+            # a lock would not run again to note it; the work would wait for ever.
+            if not wait(futures, timeout=_NOTICE_SECONDS).not_done:
+                break
+    return [future.result() for future in futures], bool(caught)
+
+
+@contextmanager
+def _ctrl_c_noted(caught: list[int]) -> Iterator[None]:
+    """While the block runs, Ctrl-C is noted in `caught` rather than raised.
+
+    Raised, KeyboardInterrupt lands wherever the main thread is, possibly between taking a
+    future's lock and the block that gives it back (inside `wait`): the worker finishing that
+    future then waits for the lock for ever, and so does the pool's shutdown. Seen as a hang
+    after Ctrl-C in two tests of a whole run on a busy machine.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread handles signals
+        return
+    previous = signal.signal(signal.SIGINT, lambda number, _frame: caught.append(number))
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: one Python did not install, which it cannot restore
+            signal.signal(signal.SIGINT, previous)
