@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -97,13 +98,22 @@ def test_spans_for_request_validation_and_predict_honour_the_callers_trace(
         }
 
 
-def test_without_an_endpoint_nothing_of_opentelemetry_is_loaded(fresh_service: Path) -> None:
+def test_without_an_endpoint_nothing_of_opentelemetry_is_loaded(
+    fresh_service: Path, tmp_path: Path
+) -> None:
     code = (
         "import sys, serving_runtime; "
         f"app = serving_runtime.create_app({str(fresh_service)!r}); "
         "print(app.tracing, any(m.startswith('opentelemetry') for m in sys.modules))"
     )
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "TMPDIR": str(temporary)},
     )
     assert result.stdout.split()[-2:] == ["None", "False"]
+    assert list(temporary.iterdir()) == []  # its own state folder went with it

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,17 +34,18 @@ def create_app(
     """Load every configured model and version (self-tests included) and return the app.
 
     Call it before forking workers so they share the loaded models; `state_dir` is where the
-    workers share run-time changes (a new temporary folder by default). `overrides` is the
-    overrides file (by default $SERVING_RUNTIME_OVERRIDES, if set). `threads` is how many
-    predicts each serving process runs at once (off its event loop); a model whose predicts
-    average less than `inline_predict_ms` runs on the event loop instead (0: never).
+    workers share run-time changes (by default a new temporary folder, removed when this
+    process exits). `overrides` is the overrides file (by default $SERVING_RUNTIME_OVERRIDES,
+    if set). `threads` is how many predicts each serving process runs at once (off its event
+    loop); a model whose predicts average less than `inline_predict_ms` runs on the event loop
+    instead (0: never).
     """
     path = Path(config_path) if config_path is not None else find_config()
     config = load_config(path)
     log = JsonLog()
     registry = Registry(config.root)
     registry.on_change.append(lambda event, fields: _log_change(log, event, fields))
-    folder = Path(state_dir) if state_dir is not None else Path(tempfile.mkdtemp(prefix="lls-"))
+    folder = Path(state_dir) if state_dir is not None else _own_state_dir()
     follower = follow_plan(config, folder, registry, log, overrides=overrides)
     settings = settings or HttpSettings()
     metrics = Metrics(lambda: registry.snapshot, settings.latency_objective_ms)
@@ -62,3 +66,17 @@ def create_app(
 def _log_change(log: JsonLog, event: str, fields: dict[str, Any]) -> None:
     level = "error" if event == "version_failed" else "info"
     log.event(level, event, **{k: v for k, v in fields.items() if v is not None})
+
+
+def _own_state_dir() -> Path:
+    """A new temporary state folder, removed when the process that made it exits (forked
+    children share it and leave it be)."""
+    folder = Path(tempfile.mkdtemp(prefix="lls-"))
+    owner = os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == owner:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    atexit.register(remove)
+    return folder
