@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from ._metrics import Metrics
 from ._offload import Offload
 from ._registry import Registry
 from ._settings import HttpSettings
+from ._state import make_state_dir
 from ._sync import PlanCollector, follow_plan
 from ._tracing import Tracing
 from .http import App
@@ -69,9 +69,9 @@ def _log_change(log: JsonLog, event: str, fields: dict[str, Any]) -> None:
 
 
 def _own_state_dir() -> Path:
-    """A new temporary state folder, removed when the process that made it exits (forked
-    children share it and leave it be)."""
-    folder = Path(tempfile.mkdtemp(prefix="lls-"))
+    """A new state folder (`_state.make_state_dir`: a killed process's is swept by the next
+    server), removed when the process that made it exits (forked children leave it be)."""
+    folder = make_state_dir()
     owner = os.getpid()
 
     def remove() -> None:
