@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -103,6 +104,9 @@ def build_service(root: Path, config: dict[str, Any] = CONFIG) -> Path:
     return path
 
 
+SERVING = "Application startup complete."  # what a worker logs once it serves
+
+
 @dataclass
 class Server:
     """A running `serving-runtime serve` and its log."""
@@ -114,6 +118,16 @@ class Server:
 
     def log_lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
+
+    def wait_serving(self, workers: int, timeout: float = 60) -> None:
+        """Wait until `workers` workers have started serving, by their log.
+
+        Ready means one worker serves: on a busy machine Gunicorn forks the next seconds later.
+        """
+        deadline = time.monotonic() + timeout
+        while sum(r.get("message") == SERVING for r in self.log_lines()) < workers:
+            assert time.monotonic() < deadline, f"{workers} workers did not start serving"
+            time.sleep(0.05)
 
     def post(self, path: str, body: Any, **kwargs: Any) -> httpx.Response:
         """POST `body` as JSON; admin paths go through the admin socket, as the CLI's do."""
@@ -159,6 +173,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server shared by the tests that do not change it: two workers."""
     config = build_service(tmp_path_factory.mktemp("service"))
     with running(config) as started:
+        started.wait_serving(2)
         yield started
 
 

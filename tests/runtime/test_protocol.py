@@ -502,6 +502,9 @@ def test_a_graceful_stop_closes_every_socket_once(tmp_path: Path) -> None:
     with running(config) as server:
         answer = server.post("/infer", {"model_id": "linear", "features": [[1, 2]]})
         assert answer.status_code == 200
+        # Ready means one worker serves; a worker stopped while it still boots has no server
+        # to finish, so wait for both (on a busy machine Gunicorn forks them seconds apart).
+        server.wait_serving(2)
     messages = [line.get("message", "") for line in server.log_lines()]
     assert messages.count("Finished server process") == 0  # uvicorn's own words carry the pid
     assert sum(m.startswith("Finished server process") for m in messages) == 2  # both workers
