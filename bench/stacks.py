@@ -217,6 +217,16 @@ STACKS: tuple[Stack, ...] = (
         default=False,
     ),
     Stack(
+        name="runtime-max-requests",
+        role="variant",
+        port=18722,
+        command=serving_runtime("--max-requests", "4000"),
+        about="serving-runtime serve --max-requests 4000: Gunicorn replaces each worker every"
+        " 4 000 requests, about every 2 s here (compare rps with `runtime`: the clients of a"
+        " replaced worker must not all stay with the others)",
+        default=False,
+    ),
+    Stack(
         name="runtime-shadow",
         role="variant",
         port=18717,

@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import threading
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,26 @@ def answers(server: Server, count: int, **body: Any) -> list[tuple[int, Any]]:
     return got
 
 
+def served_by(server: Server, client: httpx.Client) -> tuple[int, bool]:
+    """Send one /infer on `client`'s connection: the worker that answered it (from the request's
+    log line), and whether it said to close the connection."""
+    request_id = uuid.uuid4().hex
+    answer = client.post(
+        "/infer",
+        json={"model_id": "linear", "features": [1, 0]},
+        headers={"x-request-id": request_id},
+    )
+    assert answer.status_code == 200, answer.text
+    found: list[int] = []
+
+    def logged() -> bool:
+        found[:] = [r["pid"] for r in server.log_lines() if r.get("request_id") == request_id]
+        return bool(found)
+
+    wait_for(logged)
+    return found[0], answer.headers.get("connection") == "close"
+
+
 def states(server: Server) -> dict[str, dict[str, Any]]:
     listing = httpx.get(server.url + "/models").json()["models"]
     (linear_model,) = [m for m in listing if m["model_id"] == "linear"]
@@ -187,6 +208,49 @@ def test_a_replaced_worker_loads_the_run_time_versions_before_it_takes_a_request
         (tmp_path / "artifacts" / "v3.json.go-all").touch()
         os.kill(min(before - {victim}), signal.SIGKILL)  # the other one too: all are new
         assert set(answers(server, 20)) == {(200, "v3")}
+
+
+def test_a_worker_entering_the_rotation_is_handed_a_share_of_the_kept_alive_clients(
+    tmp_path: Path,
+) -> None:
+    """Persistent clients (the pod's Envoy) stay with the workers they reached: without a
+    rebalance, the clients of a replaced worker (or one back from a load) stay on the others."""
+    config = gated_service(tmp_path)
+    artifact = tmp_path / "artifacts" / "v3.json"
+    (artifact.parent / f"{artifact.name}.go-all").touch()
+    with running(config, workers=2) as server:
+        body = {"version": "v3", "artifact": "artifacts/v3.json", "class": "gated_model:Gated"}
+        assert server.post("/admin/models/linear/load", body).status_code == 200
+        wait_for(lambda: len(ready(server)) == 2)
+        wait_for(lambda: len(loading(artifact)) == 3)  # both workers and the offload process
+        (artifact.parent / f"{artifact.name}.go-all").unlink()
+        before, loaded = ready(server), loading(artifact)
+        victim = min(before)
+        (survivor,) = before - {victim}
+        os.kill(victim, signal.SIGKILL)
+        # Its replacement loads v3 before it serves: meanwhile every client reaches the other.
+        wait_for(lambda: bool(loading(artifact) - loaded))
+        (replacement,) = loading(artifact) - loaded
+        kept = [httpx.Client(base_url=server.url, timeout=30) for _ in range(4)]
+        assert [served_by(server, client) for client in kept] == [(survivor, False)] * 4
+        let_go(artifact, replacement)
+        told: set[int] = set()
+
+        def half_told_to_reconnect() -> bool:
+            for i, client in enumerate(kept):
+                if i not in told and served_by(server, client)[1]:
+                    told.add(i)
+            return len(told) >= 2
+
+        wait_for(half_told_to_reconnect)
+        assert len(told) == 2
+        assert replacement in ready(server)
+        # The others keep their connection; the two told reconnect and are answered.
+        stayed = [served_by(server, kept[i]) for i in range(4) if i not in told]
+        assert stayed == [(survivor, False)] * 2
+        assert all(served_by(server, kept[i])[0] in before | {replacement} for i in told)
+        for client in kept:
+            client.close()
 
 
 def test_a_run_time_version_whose_artifact_is_gone_falls_back_in_every_worker(

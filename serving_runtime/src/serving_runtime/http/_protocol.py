@@ -15,6 +15,8 @@ does not do, measured against this runtime's tests (docs/design.md has the figur
 - stop gracefully without a race on idle keep-alive connections: one closed at once may be
   carrying the client's next request; here it gets a moment, and that request is answered with
   `Connection: close`;
+- hand a kept-alive connection over to the pod's other workers (`hand_over`: its next answer
+  says `Connection: close`, so the client reconnects, wherever the kernel sends it);
 - tell the app which requests came through the admin socket, from a process of this user's
   (the scope extension `ADMIN`): the only authority for admin calls but a token.
 """
@@ -72,6 +74,7 @@ class LimitedProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._stop_timer: asyncio.TimerHandle | None = None
         self._stopping = False
+        self._handed_over = False  # the next answer is this connection's last
         self._refused = False
         self._refusal: bytes | None = None  # the error to send once earlier answers are out
         self._admin = False
@@ -160,7 +163,7 @@ class LimitedProtocol(HttpToolsProtocol):
             ADMIN: self._admin,
         }
         self.scope["extensions"] = extensions
-        if self._stopping:
+        if self._stopping or self._handed_over:
             cycle.keep_alive = False
         elif self.parser.get_http_version() == "1.0" and self.parser.should_keep_alive():
             cycle.keep_alive = True  # HTTP/1.0 with Connection: keep-alive (the app says so)
@@ -176,7 +179,14 @@ class LimitedProtocol(HttpToolsProtocol):
         if self._refusal is not None and not self.pipeline and self.cycle.response_complete:
             self._send_refusal()
 
-    # stopping
+    # handing over to the other workers, and stopping
+
+    def hand_over(self) -> None:
+        """This connection's next answer (or the one under way, if it has not started) tells the
+        client to close it and reconnect: another worker may take it."""
+        self._handed_over = True
+        if self.cycle is not None and not self.cycle.response_started:
+            self.cycle.keep_alive = False
 
     def shutdown(self) -> None:
         """The server stops: finish what is under way, then close."""

@@ -4,7 +4,8 @@ Gunicorn's master keeps what it is good at (the models loaded before fork, a dea
 replaced, `--max-requests`, a graceful SIGTERM); `uvicorn-worker`'s worker runs uvicorn in
 each process. On top of it: the protocol with the runtime's limits (`_protocol.py`), a
 heartbeat withheld while a predict is stuck past `--timeout` (predicts run on threads, so the
-event loop alone would go on telling the master all is well), and, when stopping, the
+event loop alone would go on telling the master all is well), a share of the kept-alive
+clients handed to a worker that joins the pod (`_Rotation`), and, when stopping, the
 connections already queued on the listening socket taken and answered rather than reset.
 """
 
@@ -16,6 +17,7 @@ import os
 import socket
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from gunicorn.arbiter import Arbiter
@@ -25,7 +27,7 @@ from uvicorn_worker import UvicornWorker
 
 from serving_runtime._settings import HttpSettings
 
-from ._protocol import Limits, protocol_for
+from ._protocol import LimitedProtocol, Limits, protocol_for
 
 _UNLIMITED = 1 << 30
 # What uvicorn imports in each worker as it starts: imported here, before fork, so that the
@@ -62,6 +64,9 @@ class RuntimeWorker(UvicornWorker):  # type: ignore[misc]
         self.config.http = protocol_for(limits, settings.admin_socket)
         self._stuck_logged = 0.0
         server = _Server(self.config, self.sockets)
+        dataplane = getattr(app, "dataplane", None)
+        if dataplane is not None and cfg.workers > 1:
+            server.rotation = _Rotation(dataplane.follower.store.folder / "rotation", cfg.workers)
         self._install_sigquit_handler()
         # uvicorn closes the sockets it serves when it stops, and Gunicorn closes its own
         # listeners as the worker exits: given copies (the same listening sockets), neither
@@ -88,10 +93,66 @@ class RuntimeWorker(UvicornWorker):  # type: ignore[misc]
         self.notify()
 
 
+class _Rotation:
+    """The workers that take the pod's connections, and a share of them for one that joins.
+
+    Persistent clients (the pod's Envoy, a client's pool) stay with the worker that accepted
+    them. When a worker is replaced (it crashed, `--max-requests`), its clients reconnect at
+    once, before the new one serves: the others take them all, and would keep them, leaving
+    the new worker idle and the pod on fewer cores. So a worker that starts serving touches a
+    file in the state folder; each other worker, looking every `SECONDS`, tells its share of
+    its kept-alive clients to reconnect after their next answer, and the kernel gives some of
+    them to the newcomer.
+    """
+
+    SECONDS = 0.1  # how often a worker looks for a newcomer: a stat() each time
+
+    def __init__(self, path: Path, workers: int) -> None:
+        self.path = path
+        self.workers = workers
+        self._seen = 0
+
+    def join(self) -> None:
+        self.path.touch()
+        self._seen = self._changed()
+
+    def joined(self) -> bool:
+        """Whether a worker joined since this one last looked."""
+        before, self._seen = self._seen, self._changed()
+        return self._seen != before
+
+    def _changed(self) -> int:
+        try:
+            return self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    def share(self, connections: list[LimitedProtocol]) -> list[LimitedProtocol]:
+        """What this worker hands over of its kept-alive `connections`: what the newcomer would
+        hold were they spread evenly (none of one)."""
+        return connections[1 :: self.workers]
+
+
 class _Server(Server):
     def __init__(self, config: Config, listeners: list[socket.socket]) -> None:
         super().__init__(config)
         self._listeners = listeners
+        self.rotation: _Rotation | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.rotation is not None and self.started:
+            self.rotation.join()
+            asyncio.get_running_loop().call_later(_Rotation.SECONDS, self._look_for_newcomers)
+
+    def _look_for_newcomers(self) -> None:
+        if self.should_exit or self.rotation is None:
+            return
+        if self.rotation.joined():
+            mine = [c for c in self.server_state.connections if isinstance(c, LimitedProtocol)]
+            for connection in self.rotation.share(mine):
+                connection.hand_over()
+        asyncio.get_running_loop().call_later(_Rotation.SECONDS, self._look_for_newcomers)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # Connections the kernel already queued for this worker would be reset when the last
