@@ -12,6 +12,7 @@ connections already queued on the listening socket taken and answered rather tha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import os
 import socket
@@ -113,7 +114,8 @@ class _Rotation:
         self._seen = 0
 
     def join(self) -> None:
-        self.path.touch()
+        with contextlib.suppress(OSError):  # the others keep their clients, nothing worse
+            self.path.touch()
         self._seen = self._changed()
 
     def joined(self) -> bool:
@@ -124,7 +126,7 @@ class _Rotation:
     def _changed(self) -> int:
         try:
             return self.path.stat().st_mtime_ns
-        except FileNotFoundError:
+        except OSError:  # none joined yet (or the folder is gone: none will be seen)
             return 0
 
     def share(self, connections: list[LimitedProtocol]) -> list[LimitedProtocol]:
