@@ -256,6 +256,16 @@ STACKS: tuple[Stack, ...] = (
         p99_within=2.0,
     ),
     Stack(
+        name="runtime-niced-load",
+        role="variant",
+        port=18723,
+        command=python_module("bench.apps.niced_load"),
+        about="`runtime` beside a process of its own that loads the version of"
+        " `runtime-admin-load-cpu` back to back, in Linux's idle scheduling class: whether a load"
+        " that computes, done by a process that serves nothing, stays off the request path",
+        default=False,
+    ),
+    Stack(
         name="runtime-granian-serve",
         role="variant",
         port=18718,
