@@ -66,6 +66,12 @@ def _post(url: str, body: dict[str, str]) -> None:
         answer.read()
 
 
+def serve_command(config: Path, port: str, workers: str) -> list[str]:
+    """`serving-runtime serve` of this venv on `config`, on 127.0.0.1:`port`."""
+    command = [str(Path(sys.executable).with_name("serving-runtime")), "serve"]
+    return [*command, "--config", str(config), "--bind", f"127.0.0.1:{port}", "--workers", workers]
+
+
 def main(argv: list[str]) -> int:
     port, workers, slow, *extra = argv
     config = Path(os.environ["SERVING_RUNTIME_CONFIG"]).with_name("models-admin-load.yaml")
@@ -75,8 +81,7 @@ def main(argv: list[str]) -> int:
     with contextlib.suppress(FileExistsError):
         os.link(config.with_name("model.joblib"), artifacts / "model.joblib")
     env = {**os.environ, "BENCH_SLOW_LOAD": slow}
-    command = [str(Path(sys.executable).with_name("serving-runtime")), "serve"]
-    command += ["--config", str(config), "--bind", f"127.0.0.1:{port}", "--workers", workers]
+    command = serve_command(config, port, workers)
     command += ["--admin-token", TOKEN]  # admin over TCP, as the loads here are
     server = subprocess.Popen([*command, *extra], env=env)
     signal.signal(signal.SIGTERM, lambda *_: server.terminate())

@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.apps.admin_load import serve_command
+
 
 def load_forever(artifact: Path) -> None:
     # The lowest priority Linux has: the idle class, which a task of any other class preempts
@@ -41,9 +43,7 @@ def main(argv: list[str]) -> int:
         return 0
     port, workers, *extra = argv
     config = Path(os.environ["SERVING_RUNTIME_CONFIG"])
-    command = [str(Path(sys.executable).with_name("serving-runtime")), "serve"]
-    command += ["--config", str(config), "--bind", f"127.0.0.1:{port}", "--workers", workers]
-    server = subprocess.Popen([*command, *extra])
+    server = subprocess.Popen([*serve_command(config, port, workers), *extra])
     artifact = config.with_name("model.joblib")
     loader = subprocess.Popen(
         [sys.executable, "-m", "bench.apps.niced_load", "--loader", str(artifact)]

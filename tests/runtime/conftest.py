@@ -7,7 +7,7 @@ import os
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +104,14 @@ def build_service(root: Path, config: dict[str, Any] = CONFIG) -> Path:
     return path
 
 
+def wait_for(check: Callable[[], Any], timeout: float = 60, what: str = "timed out") -> None:
+    """Wait until `check()` is true, looking every 0.1 s; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
 SERVING = "Application startup complete."  # what a worker logs once it serves
 
 
@@ -119,15 +127,15 @@ class Server:
     def log_lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
 
-    def wait_serving(self, workers: int, timeout: float = 60) -> None:
+    def wait_serving(self, workers: int) -> None:
         """Wait until `workers` workers have started serving, by their log.
 
         Ready means one worker serves: on a busy machine Gunicorn forks the next seconds later.
         """
-        deadline = time.monotonic() + timeout
-        while sum(r.get("message") == SERVING for r in self.log_lines()) < workers:
-            assert time.monotonic() < deadline, f"{workers} workers did not start serving"
-            time.sleep(0.05)
+        wait_for(
+            lambda: sum(r.get("message") == SERVING for r in self.log_lines()) >= workers,
+            what=f"{workers} workers did not start serving",
+        )
 
     def post(self, path: str, body: Any, **kwargs: Any) -> httpx.Response:
         """POST `body` as JSON; admin paths go through the admin socket, as the CLI's do."""

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import Server, build_service, linear, running
+from .conftest import Server, build_service, linear, running, wait_for
 
 SHADOWS = """
 import time
@@ -76,13 +76,6 @@ def metric(server: Server, name: str, **labels: str) -> float:
         for sample in family.samples
         if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
     )
-
-
-def wait_for(check: Any, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 def records(config: Path, *args: str) -> list[dict[str, Any]]:

@@ -116,14 +116,14 @@ class _Rotation:
     def join(self) -> None:
         with contextlib.suppress(OSError):  # the others keep their clients, nothing worse
             self.path.touch()
-        self._seen = self._changed()
+        self._seen = self._stamp()
 
     def joined(self) -> bool:
         """Whether a worker joined since this one last looked."""
-        before, self._seen = self._seen, self._changed()
+        before, self._seen = self._seen, self._stamp()
         return self._seen != before
 
-    def _changed(self) -> int:
+    def _stamp(self) -> int:
         try:
             return self.path.stat().st_mtime_ns
         except OSError:  # none joined yet (or the folder is gone: none will be seen)
