@@ -270,11 +270,44 @@ def raw_answer(connection: socket.socket) -> Any:
     return json.loads(body)
 
 
+def burst(server: Server, rows: Path, firsts: list[int]) -> list[Any]:
+    """Requests for `rows` (one row each, `[first, 1]`) that the loop reads in one turn: a
+    predict of the other model holds the loop while each, on a connection of its own, is sent.
+    Their answers, in order."""
+    where_to = urlsplit(server.url)
+    address = (where_to.hostname or "", where_to.port or 80)
+    connections = [socket.create_connection(address) for _ in firsts]
+    try:
+        # The other model measured fast again (a held predict sends its next 16 to the thread).
+        for i in range(16):
+            assert infer_other(server, i)["output"][0][0] == i + 1
+        folder = rows.parent / "other"
+        (folder / "started").unlink(missing_ok=True)
+        (folder / "hold").write_text("")
+        held: list[Any] = []
+        holder = threading.Thread(target=lambda: held.append(infer_other(server, 7)))
+        holder.start()
+        try:
+            wait_for((folder / "started").exists)
+            assert (folder / "started").read_text() == LOOP
+            for first, connection in zip(firsts, connections, strict=True):
+                connection.sendall(raw_request(first))
+        finally:
+            (folder / "hold").unlink()
+        holder.join()
+        assert held[0]["output"] == [[8, LOOP]]
+        return [raw_answer(connection)["output"] for connection in connections]
+    finally:
+        for connection in connections:
+            connection.close()
+
+
 def test_a_batched_model_predicts_inline_when_alone_and_batches_concurrent_requests(
     rows: Path,
 ) -> None:
     """A single client of a fast batched model gets the unbatched (inline) speed; requests
-    that arrive together still become one predict call on the thread."""
+    that arrive together become one predict call on the loop, of at most twice the rows
+    measured fast so far (so batches grow, measured, up to max_rows)."""
     with running(rows, "--inline-predict-ms", "50", workers=1) as server:
         seen = [
             server.post("/infer", {"model_id": "rows", "features": [[i, 1]]}) for i in range(30)
@@ -284,42 +317,22 @@ def test_a_batched_model_predicts_inline_when_alone_and_batches_concurrent_reque
         ]
         assert [s.json()["output"] for s in seen[-5:]] == [[[i + 1, LOOP]] for i in range(25, 30)]
 
-        for i in range(20):
-            assert infer_other(server, i)["output"][0][0] == i + 1
-        assert infer_other(server, 0)["output"] == [[1, LOOP]]
-
-        # Five kept-alive connections; a predict of the other model holds the loop while each
-        # of the five sends a request: the loop reads all five in one turn.
-        where_to = urlsplit(server.url)
-        address = (where_to.hostname or "", where_to.port or 80)
-        connections = [socket.create_connection(address) for _ in range(5)]
-        try:
-            for i, connection in enumerate(connections):
-                connection.sendall(raw_request(100 + i))
-                assert raw_answer(connection)["output"] == [[101 + i, LOOP]]
-            folder = rows.parent / "other"
-            (folder / "hold").write_text("")
-            held: list[Any] = []
-            holder = threading.Thread(target=lambda: held.append(infer_other(server, 7)))
-            calls = row_calls(server)
-            holder.start()
-            try:
-                wait_for((folder / "started").exists)
-                assert (folder / "started").read_text() == LOOP
-                for i, connection in enumerate(connections):
-                    connection.sendall(raw_request(200 + i))
-            finally:
-                (folder / "hold").unlink()
-            holder.join()
-            assert held[0]["output"] == [[8, LOOP]]
-            answers = [raw_answer(connection)["output"] for connection in connections]
-        finally:
-            for connection in connections:
-                connection.close()
+        # Measured fast at one row: five together go as 2 rows, then (2 measured) the 3 left.
+        calls = row_calls(server)
+        answers = burst(server, rows, [200 + i for i in range(5)])
         assert [[row[0] for row in answer] for answer in answers] == [[201 + i] for i in range(5)]
-        assert all(answer[0][1] == PREDICT_THREAD for answer in answers), answers
-        # Fewer calls than requests: at least one batch formed.
-        assert row_calls(server) - calls < 5
+        assert all(answer[0][1] == LOOP for answer in answers), answers
+        assert row_calls(server) - calls == 2
+        # 3 measured: 12 go as 6, then the 6 left; then, 6 measured, 12 at once (max_rows 12).
+        calls = row_calls(server)
+        answers = burst(server, rows, [300 + i for i in range(12)])
+        assert [answer[0][0] for answer in answers] == [301 + i for i in range(12)]
+        assert row_calls(server) - calls == 2
+        calls = row_calls(server)
+        answers = burst(server, rows, [400 + i for i in range(13)])
+        assert [answer[0][0] for answer in answers] == [401 + i for i in range(13)]
+        assert all(answer[0][1] == LOOP for answer in answers), answers
+        assert row_calls(server) - calls == 2  # never more than max_rows in one call
 
 
 @given(requests=st.lists(st.lists(st.integers(-1000, 1000), min_size=1, max_size=6), max_size=16))

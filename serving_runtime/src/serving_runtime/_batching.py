@@ -133,6 +133,15 @@ class _Batch:
         self.seconds = 0.0  # how long its predict took, measured on the thread
         self.cpu = 0.0  # the thread's CPU time meanwhile
 
+    @property
+    def measures(self) -> bool:
+        """Whether its predict tells how long the next will take: one call that succeeded."""
+        return self.split or (len(self.jobs) == 1 and not self.outcomes[0][0])
+
+    @property
+    def measured_rows(self) -> int:
+        return self.rows if self.split else _rows(self.jobs[0].inputs)
+
 
 class _Queue:
     __slots__ = ("jobs", "model", "policy")
@@ -148,17 +157,19 @@ class _Queue:
             jobs.popleft()
         return jobs[0] if jobs else None
 
-    def due(self, now: float) -> float:
-        """When this queue's next batch should go (the past: at once)."""
+    def due(self, now: float, limit: int = 0) -> float:
+        """When this queue's next batch (of at most `limit` rows, else the policy's) should go
+        (the past: at once)."""
         head = self.live_head()
         assert head is not None
         if self.policy.max_wait <= 0.0:
             return head.queued_at
+        limit = limit or self.policy.max_rows
         rows = 0
         for job in self.jobs:
             if not job.future.done():
                 rows += job.rows
-                if rows >= self.policy.max_rows:
+                if rows >= limit:
                     return head.queued_at
         return head.queued_at + self.policy.max_wait
 
@@ -211,12 +222,14 @@ class _Timing:
     def inline(self, rows: int, below: float) -> bool:
         """Whether a predict of `rows` rows may run on the loop: every latest one was faster
         than `below`, and one at least had as many rows."""
+        return rows <= self.inline_rows(below)
+
+    def inline_rows(self, below: float) -> int:
+        """The most rows a predict may have to run on the loop (0: none may)."""
         latest = self.latest
-        return (
-            len(latest) == _MEASURED
-            and max(s for _, s in latest) < below
-            and rows <= max(r for r, _ in latest)
-        )
+        if len(latest) < _MEASURED or max(s for _, s in latest) >= below:
+            return 0
+        return max(r for r, _ in latest)
 
 
 class Scheduler:
@@ -251,6 +264,7 @@ class Scheduler:
         self._unsplittable: set[int] = set()  # models whose outputs did not split by rows
         self._timings: dict[tuple[str, str, int], _Timing] = {}  # per version: predicts
         self._arriving: dict[int, int] = {}  # per batched version: requests deciding
+        self._gathering: set[int] = set()  # batched versions whose next batch runs on the loop
         for index in range(self.threads):
             thread = threading.Thread(
                 target=self._serve, args=(index,), name=f"lls-predict-{index}", daemon=True
@@ -288,12 +302,14 @@ class Scheduler:
         loop = self._loop
         policy = self._policy(model)
         now = time.monotonic()
+        here = False  # batched on the loop
         if self._inline(model, inputs):
             if policy.max_rows == 1:
                 return self._predict_inline(model, inputs, deadline, now)
             if await self._alone(model):
                 return self._predict_inline(model, inputs, deadline, time.monotonic())
             now = time.monotonic()
+            here = True
         rows = len(inputs) if policy.max_rows > 1 else 1
         job = _Job(model, inputs, rows, loop.create_future(), now)
         if deadline is not None:
@@ -301,7 +317,16 @@ class Scheduler:
             job.timer = loop.call_later(deadline - now, self._expire, job)
         key = id(model)
         waiting = self._queues.get(key)
-        if self._busy < self.threads and (waiting is None or waiting.live_head() is None):
+        if here:
+            if waiting is None:
+                waiting = self._queues[key] = _Queue(model, policy)
+            waiting.jobs.append(job)
+            job.queued = True
+            self.observer.waiting(model.model_id, 1)
+            if key not in self._gathering:
+                self._gathering.add(key)
+                loop.call_soon(self._batch_here, key)
+        elif self._busy < self.threads and (waiting is None or waiting.live_head() is None):
             self._dispatch(_Batch(model, [job], split=False), now)  # waited: not at all
         else:
             if waiting is None:
@@ -360,6 +385,9 @@ class Scheduler:
     def _timed(self, model: ServedModel, inputs: Any, seconds: float) -> None:
         """Measured: a predict of `inputs` that succeeded (one that raised says nothing of
         what the next may take)."""
+        self._timed_rows(model, _rows(inputs), seconds)
+
+    def _timed_rows(self, model: ServedModel, rows: int, seconds: float) -> None:
         timings = self._timings
         key = _version_of(model)
         timing = timings.get(key)
@@ -367,7 +395,7 @@ class Scheduler:
             if len(timings) >= _TIMED_AT_MOST:
                 timings.clear()
             timing = timings[key] = _Timing()
-        timing.add(_rows(inputs), seconds)
+        timing.add(rows, seconds)
 
     def _policy(self, model: ServedModel) -> BatchPolicy:
         policy = self.policies.get(model.model_id, UNBATCHED)
@@ -435,14 +463,57 @@ class Scheduler:
                 return
             self._dispatch(self._take(chosen, now), now)
 
+    def _batch_here(self, key: int) -> None:
+        """Predict on the loop the next batch of a fast version's requests that arrived
+        together (those the loop read meanwhile join the one after)."""
+        self._gathering.discard(key)
+        waiting = self._queues.get(key)
+        head = waiting.live_head() if waiting is not None else None
+        if waiting is None or head is None:
+            return
+        timing = self._timings.get(_version_of(waiting.model))
+        measured = timing.inline_rows(self.inline_below) if timing is not None else 0
+        # Up to twice the rows measured fast: batches grow, measured, to max_rows.
+        limit = min(waiting.policy.max_rows, 2 * measured)
+        if head.rows > limit:  # no longer measured fast, or larger than any: a thread's
+            self._next()
+            return
+        now = time.monotonic()
+        due = waiting.due(now, limit)
+        if due > now:  # waiting for a fuller batch
+            self._gathering.add(key)
+            self._loop.call_later(due - now, self._batch_here, key)
+            return
+        batch = self._take(waiting, now, limit)
+        if waiting.live_head() is not None:
+            self._gathering.add(key)
+            self._loop.call_soon(self._batch_here, key)
+        if not batch.jobs:
+            return
+        model = batch.model
+        for job in batch.jobs:
+            self.observer.waited(model.model_id, model.version, now - job.queued_at)
+        blocks, cpu, started = _blocks(), time.thread_time(), time.perf_counter()
+        try:
+            self._run(batch)
+        except BaseException as exc:  # never lose a batch's clients, whatever happened
+            batch.outcomes = [(True, exc)] * len(batch.jobs)
+        wall, cpu = time.perf_counter() - started, time.thread_time() - cpu
+        if batch.measures:
+            blocked = blocks < 0 or _blocks() != blocks
+            self._timed_rows(
+                model, batch.measured_rows, _cost(wall, cpu, blocked, self.inline_below)
+            )
+        self._answer(batch)
+
     def _woken(self) -> None:
         self._wake = None
         self._next()
 
-    def _take(self, waiting: _Queue, now: float) -> _Batch:
+    def _take(self, waiting: _Queue, now: float, limit: int = 0) -> _Batch:
         jobs: list[_Job] = []
         rows = 0
-        limit = waiting.policy.max_rows
+        limit = limit or waiting.policy.max_rows
         while waiting.jobs:
             job = waiting.jobs[0]
             if job.future.done():
@@ -471,12 +542,17 @@ class Scheduler:
 
     def _done(self, batch: _Batch) -> None:
         self._busy -= 1
-        model = batch.model
-        if len(batch.jobs) == 1 and not batch.split and not batch.outcomes[0][0]:
+        if batch.measures:
             # What it would cost inline: a thread's waits for the interpreter lock and for I/O
             # look alike, so its CPU time (up to the bound's `_WAIT_FACTOR`).
             cost = _cost(batch.seconds, batch.cpu, False, self.inline_below)
-            self._timed(model, batch.jobs[0].inputs, cost)
+            self._timed_rows(batch.model, batch.measured_rows, cost)
+        self._answer(batch)
+        self._next()
+
+    def _answer(self, batch: _Batch) -> None:
+        """Count the batch, and give each of its requests its outcome."""
+        model = batch.model
         if batch.split:
             self.observer.batch(model.model_id, model.version, batch.rows)
         else:
@@ -489,7 +565,6 @@ class Scheduler:
                 else:
                     job.future.set_result(value)
             self._release(job)
-        self._next()
 
     # on a predict thread
 
