@@ -79,6 +79,7 @@ def main(argv: list[str]) -> None:
         run(BIN / "python", ROOT / "bench" / "fleet.py", *argv[3:], env=env, cwd=ROOT)
     elif job == "bench":
         ensure_debian_packages()
+        build()  # the runtime wheels lls ships: the previous release's stack installs from them
         requirements = ROOT / "bench" / "requirements.txt"
         run(BIN / "python", "-m", "pip", "install", "-q", "-r", requirements, env=env)
         rest = argv[2:]
