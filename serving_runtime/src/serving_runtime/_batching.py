@@ -18,8 +18,10 @@ more CPU than a predict of a fraction of a millisecond (measured in docs/design.
   does one whose wall time passed `_WAIT_FACTOR` times the bound anywhere;
 - a batched version measured as fast goes inline too when its request is alone: no other
   request for it is arriving (the requests the loop has just read get one turn of the loop to
-  say so), queued or predicting; otherwise it goes to a thread, where its next batch forms
-  while one predicts (so a single client gets the unbatched speed, and concurrent ones batch);
+  say so), queued or predicting. Requests for it that arrive together are batched on the loop
+  as well: they join its queue, and the loop's next turn predicts them as one batch of at
+  most twice the rows of the largest predict measured fast (`_batch_here`), so batch sizes
+  grow, each measured, up to `max_rows`; a request of more rows goes to a thread;
 - every version of a scheduler with more than one thread (set for predicts that wait) goes to
   a thread.
 

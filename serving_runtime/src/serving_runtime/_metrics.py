@@ -102,7 +102,8 @@ class Metrics:
         )
         self._waited = Histogram(
             "lls_batch_wait_seconds",
-            "Time a request waited for a predict thread (and a fuller batch) before its predict.",
+            "Time a request waited before its predict: for a predict thread, the event loop's next "
+            "turn or a fuller batch.",
             ["model_id", "version"],
             buckets=WAIT_BUCKETS,
             registry=own,
