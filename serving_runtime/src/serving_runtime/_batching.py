@@ -211,15 +211,18 @@ def _cost(wall: float, cpu: float, blocked: bool, bound: float) -> float:
 
 
 class _Timing:
-    """A model version's latest predicts that succeeded: their rows and seconds."""
+    """A model version's latest predicts that succeeded: their rows and seconds (two deques,
+    so that the question asked on every request is two `max` calls in C)."""
 
-    __slots__ = ("latest",)
+    __slots__ = ("rows", "seconds")
 
     def __init__(self) -> None:
-        self.latest: deque[tuple[int, float]] = deque(maxlen=_MEASURED)
+        self.rows: deque[int] = deque(maxlen=_MEASURED)
+        self.seconds: deque[float] = deque(maxlen=_MEASURED)
 
     def add(self, rows: int, seconds: float) -> None:
-        self.latest.append((rows, seconds))
+        self.rows.append(rows)
+        self.seconds.append(seconds)
 
     def inline(self, rows: int, below: float) -> bool:
         """Whether a predict of `rows` rows may run on the loop: every latest one was faster
@@ -228,10 +231,10 @@ class _Timing:
 
     def inline_rows(self, below: float) -> int:
         """The most rows a predict may have to run on the loop (0: none may)."""
-        latest = self.latest
-        if len(latest) < _MEASURED or max(s for _, s in latest) >= below:
+        seconds = self.seconds
+        if len(seconds) < _MEASURED or max(seconds) >= below:
             return 0
-        return max(r for r, _ in latest)
+        return max(self.rows)
 
 
 class Scheduler:
