@@ -3,6 +3,7 @@ measured predict time, and whichever way a predict runs, its client gets the sam
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import socket
@@ -229,8 +230,10 @@ BATCHED = {
 }
 
 
-def rows_service(root: Path) -> Path:
-    config = build_service(root, BATCHED)
+def rows_service(root: Path, max_wait_ms: float = 2) -> Path:
+    batched = copy.deepcopy(BATCHED)
+    batched["models"]["rows"]["batching"]["max_wait_ms"] = max_wait_ms
+    config = build_service(root, batched)
     (config.parent / "rows_model.py").write_text(ROWS)
     for model in ("rows", "other"):
         (config.parent / model).mkdir()
@@ -333,6 +336,47 @@ def test_a_batched_model_predicts_inline_when_alone_and_batches_concurrent_reque
         assert [answer[0][0] for answer in answers] == [401 + i for i in range(13)]
         assert all(answer[0][1] == LOOP for answer in answers), answers
         assert row_calls(server) - calls == 2  # never more than max_rows in one call
+
+
+def test_a_client_that_left_while_its_batch_waited_on_the_loop_is_never_predicted(
+    tmp_path: Path,
+) -> None:
+    """A fast batched model whose batch waits for more rows (max_wait_ms) on the loop: a
+    client that leaves meanwhile is not predicted, and the one that stays is."""
+    config = rows_service(tmp_path / "service", max_wait_ms=1000)
+    with running(config, "--inline-predict-ms", "50", workers=1) as server:
+        for i in range(20):  # measured fast at 6 rows: batches of up to 12 on the loop
+            server.post("/infer", {"model_id": "rows", "features": [[i, 1]] * 6})
+        where_to = urlsplit(server.url)
+        address = (where_to.hostname or "", where_to.port or 80)
+        staying, leaving = (socket.create_connection(address) for _ in range(2))
+        try:
+            for i in range(16):  # the other model measured fast: its held predict holds the loop
+                infer_other(server, i)
+            folder = config.parent / "other"
+            (folder / "hold").write_text("")
+            held: list[Any] = []
+            holder = threading.Thread(target=lambda: held.append(infer_other(server, 7)))
+            holder.start()
+            try:
+                wait_for((folder / "started").exists)
+                staying.sendall(raw_request(1))
+                leaving.sendall(raw_request(2))
+            finally:
+                (folder / "hold").unlink()
+            holder.join()
+            # Two rows of twelve: the batch waits, on the loop, for more.
+            wait_for(lambda: metric(server, "lls_requests_waiting", model_id="rows") == 2)
+            rows_before = metric(server, "lls_batch_rows_sum", model_id="rows", version="1")
+            leaving.close()
+            labels = {"model_id": "rows", "reason": "client_gone"}
+            wait_for(lambda: metric(server, "lls_requests_abandoned_total", **labels) == 1)
+            assert raw_answer(staying)["output"] == [[2, LOOP]]
+        finally:
+            staying.close()
+            leaving.close()
+        predicted = metric(server, "lls_batch_rows_sum", model_id="rows", version="1")
+        assert predicted - rows_before == 1  # the staying client's row alone
 
 
 @given(requests=st.lists(st.lists(st.integers(-1000, 1000), min_size=1, max_size=6), max_size=16))

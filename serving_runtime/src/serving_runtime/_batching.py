@@ -328,6 +328,9 @@ class Scheduler:
             waiting.jobs.append(job)
             job.queued = True
             self.observer.waiting(model.model_id, 1)
+            if watch is not None and policy.max_wait > 0.0:  # it may wait that long
+                job.watch = watch
+                watch.start(lambda: self._abandon(job, "client_gone"))
             if key not in self._gathering:
                 self._gathering.add(key)
                 loop.call_soon(self._batch_here, key)
