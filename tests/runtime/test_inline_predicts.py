@@ -254,8 +254,8 @@ def infer_other(server: Server, a: int) -> Any:
     return server.post("/infer", {"model_id": "other", "features": [[a, 1]]}).json()
 
 
-def raw_request(a: int) -> bytes:
-    body = json.dumps({"model_id": "rows", "features": [[a, 1]]}).encode()
+def raw_request(a: int, rows: int = 1) -> bytes:
+    body = json.dumps({"model_id": "rows", "features": [[a, 1]] * rows}).encode()
     head = "POST /infer HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
     return head.encode() + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
 
@@ -377,6 +377,46 @@ def test_a_client_that_left_while_its_batch_waited_on_the_loop_is_never_predicte
             leaving.close()
         predicted = metric(server, "lls_batch_rows_sum", model_id="rows", version="1")
         assert predicted - rows_before == 1  # the staying client's row alone
+
+
+def test_a_batch_waiting_on_the_loop_goes_once_it_is_full(tmp_path: Path) -> None:
+    """max_wait_ms holds a batch back for more rows, not once it has them: a request that
+    fills the waiting batch sends it at once."""
+    config = rows_service(tmp_path / "service", max_wait_ms=1000)
+    with running(config, "--inline-predict-ms", "50", workers=1) as server:
+        for i in range(20):  # measured fast at 6 rows: batches of up to 12 on the loop
+            server.post("/infer", {"model_id": "rows", "features": [[i, 1]] * 6})
+        where_to = urlsplit(server.url)
+        address = (where_to.hostname or "", where_to.port or 80)
+        connections = [socket.create_connection(address) for _ in range(3)]
+        try:
+            for i in range(16):  # the other model measured fast: its held predict holds the loop
+                infer_other(server, i)
+            folder = config.parent / "other"
+            (folder / "hold").write_text("")
+            holder = threading.Thread(target=lambda: infer_other(server, 7))
+            holder.start()
+            try:
+                wait_for((folder / "started").exists)
+                for first, connection in zip((10, 20), connections[:2], strict=True):
+                    connection.sendall(raw_request(first, rows=4))
+            finally:
+                (folder / "hold").unlink()
+            holder.join()
+            # 8 rows of 12 wait for more; 4 more fill the batch.
+            connections[2].sendall(raw_request(30, rows=4))
+            answers = [raw_answer(connection)["output"] for connection in connections]
+        finally:
+            for connection in connections:
+                connection.close()
+        assert [answer[0][0] for answer in answers] == [11, 21, 31]
+        # None waited the full second: the batch went when it was full.
+        waited = metric(
+            server, "lls_batch_wait_seconds_bucket", model_id="rows", version="1", le="1.0"
+        )
+        assert waited == metric(
+            server, "lls_batch_wait_seconds_count", model_id="rows", version="1"
+        )
 
 
 @given(requests=st.lists(st.lists(st.integers(-1000, 1000), min_size=1, max_size=6), max_size=16))

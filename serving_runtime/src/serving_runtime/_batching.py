@@ -270,6 +270,7 @@ class Scheduler:
         self._timings: dict[tuple[str, str, int], _Timing] = {}  # per version: predicts
         self._arriving: dict[int, int] = {}  # per batched version: requests deciding
         self._gathering: set[int] = set()  # batched versions whose next batch runs on the loop
+        self._gather_timers: dict[int, asyncio.TimerHandle] = {}  # ...once it is due
         for index in range(self.threads):
             thread = threading.Thread(
                 target=self._serve, args=(index,), name=f"lls-predict-{index}", daemon=True
@@ -475,6 +476,9 @@ class Scheduler:
         """Predict on the loop the next batch of a fast version's requests that arrived
         together (those the loop read meanwhile join the one after)."""
         self._gathering.discard(key)
+        timer = self._gather_timers.pop(key, None)
+        if timer is not None:  # looked at sooner: a request joined the waiting batch
+            timer.cancel()
         waiting = self._queues.get(key)
         head = waiting.live_head() if waiting is not None else None
         if waiting is None or head is None:
@@ -488,9 +492,8 @@ class Scheduler:
             return
         now = time.monotonic()
         due = waiting.due(now, limit)
-        if due > now:  # waiting for a fuller batch
-            self._gathering.add(key)
-            self._loop.call_later(due - now, self._batch_here, key)
+        if due > now:  # waiting for a fuller batch (each request that joins looks again)
+            self._gather_timers[key] = self._loop.call_later(due - now, self._batch_here, key)
             return
         batch = self._take(waiting, now, limit)
         if waiting.live_head() is not None:
