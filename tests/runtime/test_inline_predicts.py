@@ -9,6 +9,7 @@ import re
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -273,36 +274,52 @@ def raw_answer(connection: socket.socket) -> Any:
     return json.loads(body)
 
 
-def burst(server: Server, rows: Path, firsts: list[int]) -> list[Any]:
-    """Requests for `rows` (one row each, `[first, 1]`) that the loop reads in one turn: a
-    predict of the other model holds the loop while each, on a connection of its own, is sent.
-    Their answers, in order."""
+def connect(server: Server, count: int) -> list[socket.socket]:
     where_to = urlsplit(server.url)
     address = (where_to.hostname or "", where_to.port or 80)
-    connections = [socket.create_connection(address) for _ in firsts]
+    return [socket.create_connection(address) for _ in range(count)]
+
+
+@contextmanager
+def loop_held(server: Server, rows: Path) -> Iterator[None]:
+    """While the block runs, a predict of the other model holds the worker's event loop: what
+    the block sends is read in one turn once it ends."""
+    for i in range(16):  # the other model measured fast (a held predict sends 16 to the thread)
+        assert infer_other(server, i)["output"][0][0] == i + 1
+    folder = rows.parent / "other"
+    (folder / "started").unlink(missing_ok=True)
+    (folder / "hold").write_text("")
+    held: list[Any] = []
+    holder = threading.Thread(target=lambda: held.append(infer_other(server, 7)))
+    holder.start()
     try:
-        # The other model measured fast again (a held predict sends its next 16 to the thread).
-        for i in range(16):
-            assert infer_other(server, i)["output"][0][0] == i + 1
-        folder = rows.parent / "other"
-        (folder / "started").unlink(missing_ok=True)
-        (folder / "hold").write_text("")
-        held: list[Any] = []
-        holder = threading.Thread(target=lambda: held.append(infer_other(server, 7)))
-        holder.start()
-        try:
-            wait_for((folder / "started").exists)
-            assert (folder / "started").read_text() == LOOP
+        wait_for((folder / "started").exists)
+        assert (folder / "started").read_text() == LOOP
+        yield
+    finally:
+        (folder / "hold").unlink()
+        holder.join()
+    assert held[0]["output"] == [[8, LOOP]]
+
+
+def burst(server: Server, rows: Path, firsts: list[int]) -> list[Any]:
+    """Requests for `rows` (one row each, `[first, 1]`), each on a connection of its own, that
+    the loop reads in one turn. Their answers, in order."""
+    connections = connect(server, len(firsts))
+    try:
+        with loop_held(server, rows):
             for first, connection in zip(firsts, connections, strict=True):
                 connection.sendall(raw_request(first))
-        finally:
-            (folder / "hold").unlink()
-        holder.join()
-        assert held[0]["output"] == [[8, LOOP]]
         return [raw_answer(connection)["output"] for connection in connections]
     finally:
         for connection in connections:
             connection.close()
+
+
+def measured_at_six_rows(server: Server) -> None:
+    """The batched model measured fast at 6 rows: batches of up to 12 run on the loop."""
+    for i in range(20):
+        server.post("/infer", {"model_id": "rows", "features": [[i, 1]] * 6})
 
 
 def test_a_batched_model_predicts_inline_when_alone_and_batches_concurrent_requests(
@@ -345,26 +362,12 @@ def test_a_client_that_left_while_its_batch_waited_on_the_loop_is_never_predicte
     client that leaves meanwhile is not predicted, and the one that stays is."""
     config = rows_service(tmp_path / "service", max_wait_ms=1000)
     with running(config, "--inline-predict-ms", "50", workers=1) as server:
-        for i in range(20):  # measured fast at 6 rows: batches of up to 12 on the loop
-            server.post("/infer", {"model_id": "rows", "features": [[i, 1]] * 6})
-        where_to = urlsplit(server.url)
-        address = (where_to.hostname or "", where_to.port or 80)
-        staying, leaving = (socket.create_connection(address) for _ in range(2))
+        measured_at_six_rows(server)
+        staying, leaving = connect(server, 2)
         try:
-            for i in range(16):  # the other model measured fast: its held predict holds the loop
-                infer_other(server, i)
-            folder = config.parent / "other"
-            (folder / "hold").write_text("")
-            held: list[Any] = []
-            holder = threading.Thread(target=lambda: held.append(infer_other(server, 7)))
-            holder.start()
-            try:
-                wait_for((folder / "started").exists)
+            with loop_held(server, config):
                 staying.sendall(raw_request(1))
                 leaving.sendall(raw_request(2))
-            finally:
-                (folder / "hold").unlink()
-            holder.join()
             # Two rows of twelve: the batch waits, on the loop, for more.
             wait_for(lambda: metric(server, "lls_requests_waiting", model_id="rows") == 2)
             rows_before = metric(server, "lls_batch_rows_sum", model_id="rows", version="1")
@@ -384,25 +387,12 @@ def test_a_batch_waiting_on_the_loop_goes_once_it_is_full(tmp_path: Path) -> Non
     fills the waiting batch sends it at once."""
     config = rows_service(tmp_path / "service", max_wait_ms=1000)
     with running(config, "--inline-predict-ms", "50", workers=1) as server:
-        for i in range(20):  # measured fast at 6 rows: batches of up to 12 on the loop
-            server.post("/infer", {"model_id": "rows", "features": [[i, 1]] * 6})
-        where_to = urlsplit(server.url)
-        address = (where_to.hostname or "", where_to.port or 80)
-        connections = [socket.create_connection(address) for _ in range(3)]
+        measured_at_six_rows(server)
+        connections = connect(server, 3)
         try:
-            for i in range(16):  # the other model measured fast: its held predict holds the loop
-                infer_other(server, i)
-            folder = config.parent / "other"
-            (folder / "hold").write_text("")
-            holder = threading.Thread(target=lambda: infer_other(server, 7))
-            holder.start()
-            try:
-                wait_for((folder / "started").exists)
+            with loop_held(server, config):
                 for first, connection in zip((10, 20), connections[:2], strict=True):
                     connection.sendall(raw_request(first, rows=4))
-            finally:
-                (folder / "hold").unlink()
-            holder.join()
             # 8 rows of 12 wait for more; 4 more fill the batch.
             connections[2].sendall(raw_request(30, rows=4))
             answers = [raw_answer(connection)["output"] for connection in connections]
