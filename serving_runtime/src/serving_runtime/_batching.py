@@ -210,6 +210,20 @@ def _cost(wall: float, cpu: float, blocked: bool, bound: float) -> float:
     return wall if blocked or wall > bound * _WAIT_FACTOR else cpu
 
 
+class _Stopwatch:
+    """What a predict on the loop cost, by `_cost`: started when made."""
+
+    __slots__ = ("blocks", "cpu", "started")
+
+    def __init__(self) -> None:
+        self.blocks, self.cpu, self.started = _blocks(), time.thread_time(), time.perf_counter()
+
+    def cost(self, bound: float) -> float:
+        wall, cpu = time.perf_counter() - self.started, time.thread_time() - self.cpu
+        blocked = self.blocks < 0 or _blocks() != self.blocks
+        return _cost(wall, cpu, blocked, bound)
+
+
 class _Timing:
     """A model version's latest predicts that succeeded: their rows and seconds (two deques,
     so that the question asked on every request is two `max` calls in C)."""
@@ -324,30 +338,31 @@ class Scheduler:
         key = id(model)
         waiting = self._queues.get(key)
         if here:
-            if waiting is None:
-                waiting = self._queues[key] = _Queue(model, policy)
-            waiting.jobs.append(job)
-            job.queued = True
-            self.observer.waiting(model.model_id, 1)
-            if watch is not None and policy.max_wait > 0.0:  # it may wait that long
-                job.watch = watch
-                watch.start(lambda: self._abandon(job, "client_gone"))
+            # On the loop, a request waits one turn, unless its batch waits for more rows.
+            self._enqueue(job, policy, watch if policy.max_wait > 0.0 else None)
             if key not in self._gathering:
                 self._gathering.add(key)
                 loop.call_soon(self._batch_here, key)
         elif self._busy < self.threads and (waiting is None or waiting.live_head() is None):
             self._dispatch(_Batch(model, [job], split=False), now)  # waited: not at all
         else:
-            if waiting is None:
-                waiting = self._queues[key] = _Queue(model, policy)
-            waiting.jobs.append(job)
-            job.queued = True
-            self.observer.waiting(model.model_id, 1)
-            if watch is not None:
-                job.watch = watch
-                watch.start(lambda: self._abandon(job, "client_gone"))
+            self._enqueue(job, policy, watch)
             self._next()
         return await job.future
+
+    def _enqueue(self, job: _Job, policy: BatchPolicy, watch: Watch | None) -> None:
+        """Put `job` in its version's queue; with `watch`, a client that leaves meanwhile
+        abandons it."""
+        model = job.model
+        waiting = self._queues.get(id(model))
+        if waiting is None:
+            waiting = self._queues[id(model)] = _Queue(model, policy)
+        waiting.jobs.append(job)
+        job.queued = True
+        self.observer.waiting(model.model_id, 1)
+        if watch is not None:
+            job.watch = watch
+            watch.start(lambda: self._abandon(job, "client_gone"))
 
     def _inline(self, model: ServedModel, inputs: Any) -> bool:
         """Whether `model` is fast enough to predict `inputs` on the event loop."""
@@ -380,12 +395,10 @@ class Scheduler:
             self.observer.abandoned(model.model_id, "deadline")
             raise DeadlineExceeded("not predicted: the request's deadline had passed")
         self.observer.waited(model.model_id, model.version, 0.0)
-        blocks, cpu, started = _blocks(), time.thread_time(), time.perf_counter()
+        clock = _Stopwatch()
         raised, value = _predict_one(model, inputs)
         if not raised:
-            wall, cpu = time.perf_counter() - started, time.thread_time() - cpu
-            blocked = blocks < 0 or _blocks() != blocks
-            self._timed(model, inputs, _cost(wall, cpu, blocked, self.inline_below))
+            self._timed(model, inputs, clock.cost(self.inline_below))
         self.observer.batch(model.model_id, model.version, 1)
         if raised:
             raise value
@@ -501,20 +514,11 @@ class Scheduler:
             self._loop.call_soon(self._batch_here, key)
         if not batch.jobs:
             return
-        model = batch.model
-        for job in batch.jobs:
-            self.observer.waited(model.model_id, model.version, now - job.queued_at)
-        blocks, cpu, started = _blocks(), time.thread_time(), time.perf_counter()
-        try:
-            self._run(batch)
-        except BaseException as exc:  # never lose a batch's clients, whatever happened
-            batch.outcomes = [(True, exc)] * len(batch.jobs)
-        wall, cpu = time.perf_counter() - started, time.thread_time() - cpu
+        self._waited(batch, now)
+        clock = _Stopwatch()
+        self._run(batch)
         if batch.measures:
-            blocked = blocks < 0 or _blocks() != blocks
-            self._timed_rows(
-                model, batch.measured_rows, _cost(wall, cpu, blocked, self.inline_below)
-            )
+            self._timed_rows(batch.model, batch.measured_rows, clock.cost(self.inline_below))
         self._answer(batch)
 
     def _woken(self) -> None:
@@ -545,11 +549,15 @@ class Scheduler:
         """Hand the batch to a predict thread; `now` is when its jobs stopped waiting."""
         if not batch.jobs:
             return
+        self._waited(batch, now)
+        self._busy += 1
+        self._work.put(batch)
+
+    def _waited(self, batch: _Batch, now: float) -> None:
+        """Count how long each of the batch's requests waited, until `now`."""
         model = batch.model
         for job in batch.jobs:
             self.observer.waited(model.model_id, model.version, now - job.queued_at)
-        self._busy += 1
-        self._work.put(batch)
 
     def _done(self, batch: _Batch) -> None:
         self._busy -= 1
@@ -585,10 +593,7 @@ class Scheduler:
             batch = self._work.get()
             running[index] = began = time.monotonic()
             cpu = time.thread_time()
-            try:
-                self._run(batch)
-            except BaseException as exc:  # never lose a batch's clients, whatever happened
-                batch.outcomes = [(True, exc)] * len(batch.jobs)
+            self._run(batch)
             running[index] = 0.0
             batch.seconds = time.monotonic() - began
             batch.cpu = time.thread_time() - cpu
@@ -598,6 +603,13 @@ class Scheduler:
                 return
 
     def _run(self, batch: _Batch) -> None:
+        """Predict the batch (on a thread or on the loop): every request gets an outcome."""
+        try:
+            self._predict_batch(batch)
+        except BaseException as exc:  # never lose a batch's clients, whatever happened
+            batch.outcomes = [(True, exc)] * len(batch.jobs)
+
+    def _predict_batch(self, batch: _Batch) -> None:
         if batch.split:
             inputs = [row for job in batch.jobs for row in job.inputs]
             try:
