@@ -12,8 +12,6 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
-
 from serving_runtime._locks import exclusive
 from serving_runtime._turns import LOADING_SWITCH_INTERVAL, batch_scheduled, yielding_to_requests
 
@@ -30,11 +28,10 @@ def waiting_turn(server: Server, version: str) -> set[int]:
     }
 
 
-@pytest.mark.parametrize("worker", ["fast", "threads"])
-def test_workers_load_a_run_time_version_one_at_a_time(tmp_path: Path, worker: str) -> None:
+def test_workers_loading_in_place_load_a_run_time_version_one_at_a_time(tmp_path: Path) -> None:
     config = gated_service(tmp_path)
     artifact = tmp_path / "artifacts" / "v3.json"
-    with running(config, workers=3, env={"SERVING_RUNTIME_WORKER": worker}) as server:
+    with running(config, "--load-in-place", workers=3) as server:
         wait_for(lambda: len(ready(server)) == 3)
         workers = ready(server)
         body = {"version": "v3", "artifact": "artifacts/v3.json", "class": "gated_model:Gated"}

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from .conftest import Server, build_service, linear, running
 from .test_offload import metric, wait_for
@@ -149,14 +148,12 @@ def states(server: Server) -> dict[str, dict[str, Any]]:
     return {v["version"]: v for v in linear_model["versions"]}
 
 
-@pytest.mark.parametrize("worker", ["fast", "threads"])
-def test_a_slow_load_keeps_every_other_worker_answering_and_answers_once_all_have_it(
-    tmp_path: Path, worker: str
+def test_a_slow_load_in_place_keeps_every_other_worker_answering_and_answers_once_all_have_it(
+    tmp_path: Path,
 ) -> None:
     config = gated_service(tmp_path)
     artifact = tmp_path / "artifacts" / "v3.json"
-    env = {"SERVING_RUNTIME_WORKER": worker}
-    with running(config, workers=2, env=env) as server:
+    with running(config, "--load-in-place", workers=2) as server:
         wait_for(lambda: len(ready(server)) == 2)
         pids = ready(server)
         body = {"version": "v3", "artifact": "artifacts/v3.json", "class": "gated_model:Gated"}

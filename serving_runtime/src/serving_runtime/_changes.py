@@ -1,18 +1,22 @@
 """Run-time changes (promote, rollback, load, unload, traffic), made from the calling worker.
 
 What "done" means for a change: it is in the shared plan, and every worker that serves serves
-it. A `load` first loads and self-tests the version in the calling worker (a version that fails
-there changes nothing), then every other worker loads it in its own background thread; the
-answer waits for all of them, so a promotion right after it finds the version everywhere. A
-worker that cannot load it (its self-tests miss there) marks it failed for the pod, and the
-answer says so. Workers started later load whatever the plan holds before they take a request.
-Requests never wait for any of this: each worker answers from its current models meanwhile.
+it. A `load` puts the version in the plan, and every worker comes to hold it: under Gunicorn,
+each worker is replaced, one at a time, by a new one that loads the plan before it serves
+(`_replace.py`: the load never shares a process with requests), the calling worker last;
+otherwise (`--load-in-place`, granian) each worker loads it in a background thread, the calling
+worker first (a version that fails there changes nothing). The answer waits for all of them, so
+a promotion right after it finds the version everywhere. A worker that cannot load it (its
+self-tests miss there) marks it failed for the pod, and the answer says so. Requests never wait
+for any of this: each worker answers from its current models meanwhile.
 """
 
 from __future__ import annotations
 
 import os
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,30 +32,27 @@ ARTIFACT_DIRS_ENV = "SERVING_RUNTIME_ARTIFACT_DIR"  # folders `admin load` may r
 # How long a change waits for the other workers to take it in before it answers without them
 # (it still reaches them: the answer lists those still loading).
 APPLY_TIMEOUT_SECONDS = 300.0
+RETIRE_TIMEOUT_SECONDS = 10.0  # how long a replaced worker waits to be told to stop
 
 
 def apply_change(
     follower: Follower, operation: str, model_id: str, **arguments: Any
 ) -> dict[str, Any]:
     """Make one change for every worker; the answer says the primary it leaves."""
-    store, registry = follower.store, follower.registry
+    follower.changing += 1
+    try:
+        return _apply(follower, operation, model_id, **arguments)
+    finally:
+        follower.changing -= 1
+
+
+def _apply(follower: Follower, operation: str, model_id: str, **arguments: Any) -> dict[str, Any]:
+    store = follower.store
     version: str | None = arguments.get("version")
     current = follower.catch_up()
     if operation == "load":
         assert version is not None
-        policy = LoadPolicy.of(follower.config)
-        given = arguments.get("spec")
-        spec = _spec_to_load(policy, current, model_id, version, given)
-        prepared = registry.prepare(model_id, version, spec)
-        try:
-            if not prepared.passed:
-                raise Unprocessable(
-                    f"model {model_id!r} version {version!r} {prepared.problem}; nothing changed"
-                )
-            plan = store.change(lambda p: add_version(p, model_id, version, spec))
-            follower.catch_up()
-        finally:
-            registry.discard_prepared(model_id, version)
+        plan = _load(follower, current, model_id, version, arguments.get("spec"))
     elif operation == "promote":
         assert version is not None
         _check_serves_here(follower, model_id, version)
@@ -70,8 +71,16 @@ def apply_change(
     else:
         raise ValueError(operation)
     follower.catch_up()
-    pending = store.wait_applied(plan.generation, APPLY_TIMEOUT_SECONDS)
-    final = follower.catch_up()  # with what the others found, if a version failed there
+    behind = follower.plan is None or follower.plan.generation < plan.generation
+    replaced = follower.replaced_to_load if behind else None
+    pending = store.wait_applied(plan.generation, APPLY_TIMEOUT_SECONDS, workers=replaced)
+    if replaced is not None and not pending:
+        # Its replacement serves: the answer waits until this worker stops taking requests
+        # (the master tells it to within a second), so none after it finds the old plan.
+        _wait_until(follower.stopping, RETIRE_TIMEOUT_SECONDS)
+    # With what the others found, if a version failed there (this worker may be waiting for
+    # its replacement: the plan itself, then).
+    final = follower.catch_up() if replaced is None else store.read()
     model = final.model(model_id)
     if version is not None and operation in {"load", "promote"}:
         found = model.versions.get(version)
@@ -88,6 +97,34 @@ def apply_change(
     if pending:
         result["pending"] = pending  # workers still loading: they switch once they have it
     return result
+
+
+def _load(
+    follower: Follower, current: PodPlan, model_id: str, version: str, given: VersionSpec | None
+) -> PodPlan:
+    """Put the version in the plan: loaded and self-tested here first, unless this worker is
+    to be replaced by one that loads it."""
+    store, registry = follower.store, follower.registry
+    spec = _spec_to_load(LoadPolicy.of(follower.config), current, model_id, version, given)
+    if follower.replaced_to_load is not None:
+        return store.change(lambda p: add_version(p, model_id, version, spec))
+    prepared = registry.prepare(model_id, version, spec)
+    try:
+        if not prepared.passed:
+            raise Unprocessable(
+                f"model {model_id!r} version {version!r} {prepared.problem}; nothing changed"
+            )
+        plan = store.change(lambda p: add_version(p, model_id, version, spec))
+        follower.catch_up()
+    finally:
+        registry.discard_prepared(model_id, version)
+    return plan
+
+
+def _wait_until(done: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def _spec_to_load(

@@ -130,6 +130,15 @@ def _parser() -> argparse.ArgumentParser:
         help="write each request's features in its log line [$SERVING_RUNTIME_LOG_FEATURES]",
     )
     serve.add_argument(
+        "--load-in-place",
+        action="store_true",
+        default=_flag(_env("LOAD_IN_PLACE", "")),
+        help="a version loaded at run time (admin load, the overrides file) is loaded by each "
+        "worker in a thread beside its requests, rather than by a new worker that then "
+        "replaces it; fewer processes, slower requests while it loads "
+        "[$SERVING_RUNTIME_LOAD_IN_PLACE]",
+    )
+    serve.add_argument(
         "--no-preload",
         action="store_true",
         default=_flag(_env("NO_PRELOAD", "")),
@@ -411,6 +420,7 @@ def _serve(args: argparse.Namespace) -> int:
         preload=not args.no_preload,
         max_requests=args.max_requests,
         server=args.server,
+        load_in_place=args.load_in_place,
     )
     ports = {bind.rpartition(":")[2] for bind in binds if not bind.startswith("unix:")}
     if args.metrics_port is not None and str(args.metrics_port) not in ports:

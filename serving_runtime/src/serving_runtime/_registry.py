@@ -191,6 +191,23 @@ class Registry:
             self._snapshot = self._reconcile(self._snapshot, plan, failures)
             return failures
 
+    def would_load(self, plan: Plan) -> bool:
+        """Whether serving `plan` means loading a version this process does not hold."""
+        current = self._snapshot
+        for model_id, model_plan in plan.items():
+            old = current.get(model_id)
+            for version, spec in model_plan.versions.items():
+                kept = old.versions.get(version) if old else None
+                if kept is not None and kept.spec.source == spec.source:
+                    continue
+                if why_not_servable(spec) is not None:
+                    continue  # failed or arriving: nothing to load
+                with self._prepared_lock:
+                    if (model_id, version, spec.source) in self._prepared:
+                        continue
+                return True
+        return False
+
     def prepare(self, model_id: str, version: str, spec: VersionSpec) -> VersionEntry:
         """Load and self-test a version ahead of the plan that will name it; `apply` takes it."""
         entry = self._load_entry(model_id, version, spec)
@@ -214,8 +231,9 @@ class Registry:
                 kept = old.versions.get(version) if old else None
                 if kept is None or kept.spec.source != spec.source:
                     kept = self._take_prepared(model_id, version, spec)
-                    if kept is None and spec.declared and why_not_servable(spec) is not None:
-                        kept = VersionEntry(version, spec, error=spec.failed)  # nothing to load
+                    if kept is None and why_not_servable(spec) is not None:
+                        # Failed in some process, or not arrived: nothing to load here.
+                        kept = VersionEntry(version, spec, error=why_not_servable(spec))
                     if kept is None:
                         kept = self._load_entry(model_id, version, spec)
                 if kept.spec != spec:  # its role or pod-wide state changed: same model

@@ -26,6 +26,7 @@ from ._state import make_state_dir
 
 if TYPE_CHECKING:
     from ._background import OffloadSupervisor
+    from ._replace import Replacements
 
 # Inference libraries start one thread per core by default; with one worker per core that
 # oversubscribes the CPU, and an OpenMP pool started before fork can hang the workers.
@@ -36,9 +37,12 @@ _ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 class _Arbiter(Arbiter):  # type: ignore[misc]
     """Gunicorn's master, also keeping the offload process alive until the server stops."""
 
-    def __init__(self, app: Any, offload: OffloadSupervisor | None) -> None:
+    def __init__(
+        self, app: Any, offload: OffloadSupervisor | None, replacements: Replacements | None
+    ) -> None:
         super().__init__(app)
         self.offload = offload
+        self.replacements = replacements
         if offload is not None:
             offload.in_child = self._in_offload_child
 
@@ -60,6 +64,8 @@ class _Arbiter(Arbiter):  # type: ignore[misc]
         super().reap_workers()
 
     def manage_workers(self) -> None:
+        if self.replacements is not None:
+            self.replacements.step(self)
         super().manage_workers()
         if self.offload is not None:
             self.offload.poll()
@@ -102,16 +108,21 @@ def _leave_worker(code: object) -> NoReturn:
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def __init__(
-        self, load: Any, options: dict[str, Any], offload: OffloadSupervisor | None
+        self,
+        load: Any,
+        options: dict[str, Any],
+        offload: OffloadSupervisor | None,
+        replacements: Replacements | None,
     ) -> None:
         self._load = load
         self._options = options
         self._offload = offload
+        self._replacements = replacements
         super().__init__()
 
     def run(self) -> None:
         try:
-            _Arbiter(self, self._offload).run()
+            _Arbiter(self, self._offload, self._replacements).run()
         except RuntimeError as exc:  # as Gunicorn's own `run`: a message, not a traceback
             raise ServingRuntimeError(str(exc)) from None
 
@@ -148,10 +159,11 @@ def _start_offload(app: Any, load: Any) -> OffloadSupervisor | None:
     return supervisor
 
 
-def _post_worker_init(worker: Any) -> None:
+def _post_worker_init(worker: Any, *, replaced_to_load: bool = False) -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # its own handlers are in
     # Before its first connection, a worker (one forked later too) serves what the others
-    # serve: the shared plan, loaded here. It tells the master it is alive meanwhile.
+    # serve: the shared plan, loaded here, at the lowest CPU priority (it serves nothing yet).
+    # It tells the master it is alive meanwhile.
     dataplane = getattr(worker.wsgi, "dataplane", None)
     if dataplane is None:
         return
@@ -163,9 +175,12 @@ def _post_worker_init(worker: Any) -> None:
 
     threading.Thread(target=beat, name="lls-boot-heartbeat", daemon=True).start()
     try:
+        dataplane.follower.ensure_running(idle=True)
         dataplane.sync_now()
     finally:
         done.set()
+    if replaced_to_load:  # from now on, a version to load means a new worker (`_replace.py`)
+        dataplane.follower.replaced_to_load = worker.cfg.workers
 
 
 def _child_exit(server: Any, worker: Any) -> None:
@@ -213,6 +228,17 @@ def _serve(config_path: Path, server: ServerSettings, http: HttpSettings, state_
 
     app = load() if server.preload else None
     offload = _start_offload(app, load)
+    replacements = None
+    if not server.load_in_place:
+        from ._logs import JsonLog
+        from ._replace import Replacements
+        from ._sync import PlanStore
+
+        replacements = Replacements(PlanStore(state_dir), JsonLog())
+
+    def post_worker_init(worker: Any) -> None:
+        _post_worker_init(worker, replaced_to_load=replacements is not None)
+
     # What is loaded stays out of the collector's reach: the workers forked next share its
     # pages, which a collection would otherwise write to (and so copy) in each of them.
     gc.freeze()
@@ -234,13 +260,13 @@ def _serve(config_path: Path, server: ServerSettings, http: HttpSettings, state_
         "max_requests_jitter": server.max_requests // 10,
         "preload_app": server.preload,
         "worker_tmp_dir": str(state_dir),
-        "post_worker_init": _post_worker_init,
+        "post_worker_init": post_worker_init,
         "child_exit": _child_exit,
         "proc_name": f"serving-runtime:{config_path.parent.name}",
         "accesslog": None,
         "logconfig_dict": _LOGGING,
     }
-    _Gunicorn((lambda: app) if app is not None else load, options, offload).run()
+    _Gunicorn((lambda: app) if app is not None else load, options, offload, replacements).run()
 
 
 def _serve_granian(app: Any, server: ServerSettings) -> None:

@@ -43,3 +43,6 @@ class ServerSettings:
     preload: bool = True
     max_requests: int = 0
     server: str = "gunicorn"  # or "granian"
+    # A version loaded at run time: each worker loads it in a thread beside its requests,
+    # rather than being replaced by one that loaded it (Gunicorn only, `_replace.py`).
+    load_in_place: bool = False

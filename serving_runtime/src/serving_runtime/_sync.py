@@ -4,9 +4,10 @@ The plan (`_plan.PodPlan`) is a file in the server's state folder, replaced whol
 renamed over the old one) under an exclusive lock, so a reader sees the old plan or the new one.
 Every process that serves (each worker, each worker forked later, the offload process) runs a
 `Follower`: a thread that notices a new plan or a changed overrides file, loads and self-tests
-what it needs off the request path (serving workers one at a time: `_turns.py`), swaps its
-registry's snapshot, then says which plan it serves in a status file of its own. Requests never
-load anything and never wait for a change.
+what it needs off the request path, swaps its registry's snapshot, then says which plan it
+serves in a status file of its own. A serving worker under Gunicorn loads nothing: it waits to
+be replaced by a worker that loads the plan before it serves (`_replace.py`); elsewhere workers
+load one at a time (`_turns.py`). Requests never load anything and never wait for a change.
 
 A version that cannot serve in one process (its artifact is gone, its self-tests miss there) is
 marked failed in the plan, which moves its model back to a version every process can serve.
@@ -25,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import orjson
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -128,11 +130,22 @@ class PlanStore:
 
     # Which plan each process serves: one small file per process.
 
-    def report(self, generation: int, role: str) -> None:
-        """Say that this process serves `generation` of the plan."""
+    def report(
+        self, generation: int, role: str, *, replace_for: int | None = None, changing: bool = False
+    ) -> None:
+        """Say that this process serves `generation` of the plan (and, with `replace_for`, that
+        it waits to be replaced by a worker serving that one; `changing`: while it makes a
+        change, which waits for the others first)."""
         self._statuses.mkdir(exist_ok=True)
         pid = os.getpid()
-        data = {"pid": pid, "role": role, "generation": generation, "started": process_started(pid)}
+        data: dict[str, object] = {
+            "pid": pid,
+            "role": role,
+            "generation": generation,
+            "started": process_started(pid),
+        }
+        if replace_for is not None:
+            data.update(replace_for=replace_for, changing=changing)
         fd, tmp = tempfile.mkstemp(dir=self._statuses, prefix=".status-")
         with os.fdopen(fd, "wb") as f:
             f.write(orjson.dumps(data))
@@ -143,26 +156,43 @@ class PlanStore:
         with contextlib.suppress(OSError):
             (self._statuses / f"{os.getpid()}.json").unlink()
 
-    def lagging(self, generation: int, role: str = "worker") -> list[int]:
-        """The live processes of `role` that serve a plan older than `generation`."""
-        behind = []
+    def statuses(self, role: str = "worker") -> dict[int, dict[str, Any]]:
+        """What each live process of `role` last said, by pid."""
+        found = {}
         for path in self._statuses.glob("[0-9]*.json"):
             try:
                 status = orjson.loads(path.read_bytes())
             except (OSError, orjson.JSONDecodeError):
                 continue
-            if status.get("role") != role or status.get("generation", 0) >= generation:
-                continue
             # Alive, and not a reused pid:
-            if process_started(status["pid"]) == status.get("started"):
-                behind.append(int(status["pid"]))
-        return sorted(behind)
+            if status.get("role") == role and process_started(status["pid"]) == status.get(
+                "started"
+            ):
+                found[int(status["pid"])] = status
+        return found
 
-    def wait_applied(self, generation: int, timeout: float) -> list[int]:
-        """Wait until every live worker serves `generation` (or later); the ones that do not."""
+    def lagging(self, generation: int, role: str = "worker") -> list[int]:
+        """The live processes of `role` that serve a plan older than `generation`."""
+        statuses = self.statuses(role)
+        return sorted(pid for pid, s in statuses.items() if s.get("generation", 0) < generation)
+
+    def wait_applied(
+        self, generation: int, timeout: float, *, workers: int | None = None
+    ) -> list[int]:
+        """Wait until every live worker but this one serves `generation` (or later), and, with
+        `workers`, that many of them do (this one waits for its replacement); the ones that
+        do not."""
         deadline = time.monotonic() + timeout
+        me = os.getpid()
         while True:
-            behind = [pid for pid in self.lagging(generation) if pid != os.getpid()]
+            statuses = self.statuses()
+            behind = sorted(
+                pid for pid, s in statuses.items() if s["generation"] < generation and pid != me
+            )
+            serving = len(statuses) - len(behind) - (me in statuses)
+            mine = statuses.get(me, {}).get("generation", generation)
+            if workers is not None and mine < generation and serving < workers and not behind:
+                behind = [me]  # its replacement has not said it serves yet
             if not behind or time.monotonic() >= deadline:
                 return behind
             time.sleep(_WAIT_POLL_SECONDS)
@@ -195,6 +225,13 @@ class Follower:
         self._seen_plan: FileKey | None = None
         self._seen_overrides: tuple[int, ...] | None = None
         self._reported: int | None = None  # the generation this process last said it serves
+        # Set in a Gunicorn worker once it serves (`_replace.py`): the pod's worker count. A
+        # plan that needs a version loaded then makes this worker wait to be replaced by one
+        # that loads it before it serves, instead of loading it beside its requests.
+        self.replaced_to_load: int | None = None
+        self.changing = 0  # changes this process is making (`_changes.py`)
+        self.stopping: Callable[[], bool] = lambda: False  # told to stop (the HTTP layer's)
+        self._deferred: FileKey | None = None  # the plan it waits to be replaced for
         self._last_complaint = 0.0
         self.delivery = Delivery(
             config,
@@ -211,8 +248,12 @@ class Follower:
         """The thread runs in this process."""
         return self._pid == os.getpid()
 
-    def ensure_running(self) -> None:
-        """In a process that does not follow yet (a fresh fork): catch up, then follow."""
+    def ensure_running(self, *, idle: bool = False) -> None:
+        """In a process that does not follow yet (a fresh fork): catch up, then follow.
+
+        `idle`: catch up in a thread at the lowest CPU priority, for a worker that serves
+        nothing yet (its loads then take only the CPU the serving workers leave).
+        """
         if self._pid == os.getpid():
             return
         with self._start_lock:
@@ -223,23 +264,27 @@ class Follower:
             self._reported = None
             self._pid = os.getpid()
             try:
-                self.catch_up()
+                if idle:
+                    run_idle(lambda: self.catch_up(deliver=False))
+                else:
+                    self.catch_up()
             finally:
                 if self.role == "worker":  # serving from now on: its loads take turns
                     self.registry.load_turn = LoadTurns(self.store.folder, self._log)
                 threading.Thread(target=self._run, name="lls-follow", daemon=True).start()
 
-    def catch_up(self) -> PodPlan:
+    def catch_up(self, *, deliver: bool = True) -> PodPlan:
         """Bring this process to the newest plan now (loading what it needs); returns it.
 
         Versions the plan holds arriving are delivered: in the background once this process
-        follows, else (a server starting) here, within the startup budget.
+        follows, else (a server starting) here, within the startup budget. A worker replaced
+        to load (`replaced_to_load`) keeps the plan it has, and says it waits.
         """
         with self._applying:
             self._apply_overrides()
             self._take_plan()
             assert self.plan is not None
-            if arriving(self.plan) and not self.delivery.busy:
+            if deliver and arriving(self.plan) and not self.delivery.busy:
                 if self.running:
                     self.delivery.start(self.wake)
                 else:
@@ -253,14 +298,33 @@ class Follower:
     def _take_plan(self) -> None:
         while True:
             key = self.store.key()
-            if self.plan is not None and key == self._seen_plan:
+            if self.plan is not None and key in (self._seen_plan, self._deferred):
                 return
             plan = self.store.read()
+            if self._waits_replacement(plan):
+                self._deferred = key
+                return
             failures = self.registry.apply(plan.models)
             self.plan, self._seen_plan = plan, key
             if not failures:
                 return
             self._fail(failures)  # a new plan, which the next turn takes in
+
+    def _waits_replacement(self, plan: PodPlan) -> bool:
+        if self.replaced_to_load is None or self.plan is None or not self.running:
+            return False
+        if not self.registry.would_load(plan.models):
+            return False
+        self.store.report(
+            self.plan.generation, self.role, replace_for=plan.generation, changing=self.changing > 0
+        )
+        self._log.event(
+            "info",
+            "worker_waits_replacement",
+            generation=plan.generation,
+            serves=self.plan.generation,
+        )
+        return True
 
     def wake(self) -> None:
         """Look at the plan now rather than at the next poll."""
@@ -360,6 +424,29 @@ class Follower:
                     version=new.primary,
                     instead_of=old.primary,
                 )
+
+
+def run_idle(work: Callable[[], object]) -> None:
+    """Run `work` in a thread of its own in Linux's idle scheduling class (SCHED_IDLE: any
+    other task that wakes up preempts it), and wait for it. The thread ends with the work: no
+    other thread inherits the class, and none needs the right to leave it."""
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        setter = getattr(os, "sched_setscheduler", None)
+        if setter is not None:
+            with contextlib.suppress(OSError):
+                setter(0, os.SCHED_IDLE, os.sched_param(0))
+        try:
+            work()
+        except BaseException as exc:  # raised again in the caller
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name="lls-idle-load")
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
 
 
 class PlanCollector:

@@ -1,7 +1,9 @@
-"""Loads at run time take turns across the pod, and yield the interpreter to requests.
+"""Loads in place take turns across the pod, and yield the interpreter to requests.
 
-An `admin load` (or a version the overrides file delivers) is loaded and self-tested by every
-worker, each in a thread of its own beside the requests it goes on answering. Loading is mostly
+Under `--load-in-place` (and granian, whose master cannot add a worker: otherwise workers are
+replaced instead, `_replace.py`), an `admin load` (or a version the overrides file delivers) is
+loaded and self-tested by every worker, each in a thread of its own beside the requests it
+goes on answering. Loading is mostly
 Python holding the interpreter lock (unpickling, a model's `load`), so two things hurt the
 requests meanwhile:
 

@@ -66,6 +66,8 @@ class RuntimeWorker(UvicornWorker):  # type: ignore[misc]
         self._stuck_logged = 0.0
         server = _Server(self.config, self.sockets)
         dataplane = getattr(app, "dataplane", None)
+        if dataplane is not None:
+            dataplane.follower.stopping = lambda: server.should_exit
         if dataplane is not None and cfg.workers > 1:
             server.rotation = _Rotation(dataplane.follower.store.folder / "rotation", cfg.workers)
         self._install_sigquit_handler()
