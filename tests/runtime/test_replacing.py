@@ -8,13 +8,15 @@ until the test lets it go, so the test sees which processes load, and in which o
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import httpx
 
 from .conftest import running
-from .test_offload import wait_for
+from .test_offload import parent_of, wait_for
 from .test_run_time_changes import (
+    _alive,
     answers,
     gated_service,
     in_background,
@@ -109,3 +111,22 @@ def test_load_in_place_keeps_the_workers(tmp_path: Path) -> None:
             json={"model_id": "linear", "version": "v3", "features": [1, 0]},
         )
         assert answer.status_code == 200, answer.text
+
+
+def test_a_server_stopped_during_a_replacement_stops_without_waiting_for_the_load(
+    tmp_path: Path,
+) -> None:
+    config = gated_service(tmp_path)
+    artifact = tmp_path / "artifacts" / "v3.json"
+    with running(config, "--graceful-timeout", "120", workers=2) as server:
+        wait_for(lambda: len(ready(server)) == 2)
+        old = ready(server)
+        master = parent_of(min(old))
+        call, _ = in_background(lambda: server.post("/admin/models/linear/load", BODY))
+        wait_for(lambda: bool(loading(artifact) & (workers(server) - old)))  # never let go
+        os.kill(master, signal.SIGTERM)
+        # The worker that took the call stops waiting for its replacement: the server is gone
+        # well before the graceful timeout, with no process left.
+        wait_for(lambda: not _alive(master), timeout=60)
+        assert not [pid for pid in old | workers(server) if _alive(pid)]
+        call.join()

@@ -73,7 +73,9 @@ def _apply(follower: Follower, operation: str, model_id: str, **arguments: Any) 
     follower.catch_up()
     behind = follower.plan is None or follower.plan.generation < plan.generation
     replaced = follower.replaced_to_load if behind else None
-    pending = store.wait_applied(plan.generation, APPLY_TIMEOUT_SECONDS, workers=replaced)
+    pending = store.wait_applied(
+        plan.generation, APPLY_TIMEOUT_SECONDS, workers=replaced, stop=follower.stopping
+    )
     if replaced is not None and not pending:
         # Its replacement serves: the answer waits until this worker stops taking requests
         # (the master tells it to within a second), so none after it finds the old plan.

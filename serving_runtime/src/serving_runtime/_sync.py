@@ -177,11 +177,16 @@ class PlanStore:
         return sorted(pid for pid, s in statuses.items() if s.get("generation", 0) < generation)
 
     def wait_applied(
-        self, generation: int, timeout: float, *, workers: int | None = None
+        self,
+        generation: int,
+        timeout: float,
+        *,
+        workers: int | None = None,
+        stop: Callable[[], bool] = lambda: False,
     ) -> list[int]:
         """Wait until every live worker but this one serves `generation` (or later), and, with
         `workers`, that many of them do (this one waits for its replacement); the ones that
-        do not."""
+        do not. Waits no more once `stop()` (the server is stopping)."""
         deadline = time.monotonic() + timeout
         me = os.getpid()
         while True:
@@ -193,7 +198,7 @@ class PlanStore:
             mine = statuses.get(me, {}).get("generation", generation)
             if workers is not None and mine < generation and serving < workers and not behind:
                 behind = [me]  # its replacement has not said it serves yet
-            if not behind or time.monotonic() >= deadline:
+            if not behind or time.monotonic() >= deadline or stop():
                 return behind
             time.sleep(_WAIT_POLL_SECONDS)
 
