@@ -232,8 +232,9 @@ class Registry:
                 if kept is None or kept.spec.source != spec.source:
                     kept = self._take_prepared(model_id, version, spec)
                     if kept is None and why_not_servable(spec) is not None:
-                        # Failed in some process, or not arrived: nothing to load here.
-                        kept = VersionEntry(version, spec, error=why_not_servable(spec))
+                        # Failed in some process, or not arrived: nothing to load here (its
+                        # problem follows the spec, which may go from arriving to failed).
+                        kept = VersionEntry(version, spec, error=spec.failed)
                     if kept is None:
                         kept = self._load_entry(model_id, version, spec)
                 if kept.spec != spec:  # its role or pod-wide state changed: same model
