@@ -123,29 +123,28 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(  # runtime 0.3's choice, accepted and ignored: one worker serves both
         "--worker", choices=["fast", "threads"], default=None, help=argparse.SUPPRESS
     )
-    serve.add_argument(
-        "--log-features",
-        action="store_true",
-        default=_flag(_env("LOG_FEATURES", "")),
-        help="write each request's features in its log line [$SERVING_RUNTIME_LOG_FEATURES]",
-    )
-    serve.add_argument(
-        "--load-in-place",
-        action="store_true",
-        default=_flag(_env("LOAD_IN_PLACE", "")),
-        help="a version loaded at run time (admin load, the overrides file) is loaded by each "
-        "worker in a thread beside its requests, rather than by a new worker that then "
-        "replaces it; fewer processes, slower requests while it loads "
-        "[$SERVING_RUNTIME_LOAD_IN_PLACE]",
-    )
-    serve.add_argument(
-        "--no-preload",
-        action="store_true",
-        default=_flag(_env("NO_PRELOAD", "")),
-        help="load no model in the server itself: each worker and the background process "
-        "load their own once forked (for libraries that are not fork-safe; not under "
-        "--server granian) [$SERVING_RUNTIME_NO_PRELOAD]",
-    )
+    for name, text in (
+        ("log-features", "write each request's features in its log line"),
+        (
+            "load-in-place",
+            "a version loaded at run time (admin load, the overrides file) is loaded by each "
+            "worker in a thread beside its requests, rather than by a new worker that then "
+            "replaces it; fewer processes, slower requests while it loads",
+        ),
+        (
+            "no-preload",
+            "load no model in the server itself: each worker and the background process "
+            "load their own once forked (for libraries that are not fork-safe; not under "
+            "--server granian)",
+        ),
+    ):
+        env = name.upper().replace("-", "_")
+        serve.add_argument(
+            f"--{name}",
+            action="store_true",
+            default=_flag(_env(env, "")),
+            help=f"{text} [$SERVING_RUNTIME_{env}]",
+        )
     serve.add_argument(
         "--overrides",
         type=Path,
