@@ -189,7 +189,12 @@ def test_a_new_pod_whose_registry_stalls_starts_ready_within_its_startup_budget(
             ]
         finally:
             registry.release.set()
-        pod.wait(lambda: versions()["v3"] == "serving", 120, "serving v3")
+
+        def every_worker_serves_v3() -> bool:  # each worker is replaced by one holding v3
+            plan = httpx.get(f"{runtime_url}/models").json()["plan"]
+            return versions()["v3"] == "serving" and plan["behind"] == []
+
+        pod.wait(every_worker_serves_v3, 120, "every worker serving v3")
         expected = {key: choose(model, weights, key) for key in keys}
         assert {key: version_for(key) for key in keys} == expected
         assert not runtime_events(pod, "version_delivery_failed")
