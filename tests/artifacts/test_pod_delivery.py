@@ -190,9 +190,13 @@ def test_a_new_pod_whose_registry_stalls_starts_ready_within_its_startup_budget(
         finally:
             registry.release.set()
 
-        def every_worker_serves_v3() -> bool:  # each worker is replaced by one holding v3
-            plan = httpx.get(f"{runtime_url}/models").json()["plan"]
-            return versions()["v3"] == "serving" and plan["behind"] == []
+        def every_worker_serves_v3() -> bool:
+            # v3 serving in one worker means the plan that holds it is out; then every worker
+            # is on it once none is behind (each is replaced by one that loaded v3). In this
+            # order: a worker may answer "none behind" just before the plan changes.
+            if versions()["v3"] != "serving":
+                return False
+            return httpx.get(f"{runtime_url}/models").json()["plan"]["behind"] == []
 
         pod.wait(every_worker_serves_v3, 120, "every worker serving v3")
         expected = {key: choose(model, weights, key) for key in keys}
