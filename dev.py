@@ -94,7 +94,7 @@ def main(argv: list[str]) -> None:
         run(BIN / "mypy", env=env, cwd=ROOT)
         # Two workers (pytest-xdist), test folders grouped as tests/conftest.py says; `-n 0`
         # after `test` runs the suite in one process.
-        shared = ["-n", "2", "--dist", "loadscope"]
+        shared = ["-n", "2", "--dist", "loadgroup"]
         run(BIN / "python", "-m", "pytest", *shared, *argv[2:], env=env, cwd=ROOT)
 
 

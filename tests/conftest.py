@@ -6,16 +6,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Test folders whose session fixtures are costly, each kept on one worker: the pods' venv, pod
-# and Prometheus run for tests/artifacts; the build into dist/ (one per session: two workers
-# building there at once would race) and lls's venv for the others. Any other file is a unit
-# of its own (its module fixtures are set up once), run by whichever worker is free.
+# Test folders whose session fixtures are costly, each kept on one worker (xdist's loadgroup):
+# the pods' venv, pod and Prometheus run for tests/artifacts; the build into dist/ (one per
+# session: two workers building there at once would race) and lls's venv for the others.
 GROUPS = {
     "artifacts": "pods",
     "docs": "lls",
@@ -25,29 +23,20 @@ GROUPS = {
 }
 
 
-def group_of(nodeid: str) -> str:
-    """The unit of work a test belongs to: its folder's group, else its file."""
-    path = nodeid.split("::", 1)[0]
-    parts = path.split("/")
-    return GROUPS.get(parts[1], path) if len(parts) > 2 and parts[0] == "tests" else path
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """xdist's scheduling by scope, with `group_of` as the scope."""
-    from xdist.scheduler import LoadScopeScheduling
-
-    class ByGroup(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return group_of(nodeid)
-
-    return ByGroup(config, log)
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The two groups first, so that each worker starts with one and the files fill in."""
-    first = {"pods": 0, "lls": 1}
-    items.sort(key=lambda item: first.get(group_of(item.nodeid), 2))
+    """Each test goes to the worker of its group; the rest, file by file (module fixtures are
+    set up once), to whichever worker is free. The two groups come first, so that each worker
+    starts with one and the files fill in around them."""
+    order = {"pods": 0, "lls": 1}
+    for item in items:
+        folder, *_ = item.path.relative_to(ROOT / "tests").parts
+        group = GROUPS.get(folder, str(item.path.relative_to(ROOT)))
+        item.add_marker(pytest.mark.xdist_group(group))
+        item.stash[_GROUP] = order.get(group, 2)
+    items.sort(key=lambda item: item.stash[_GROUP])
+
+
+_GROUP = pytest.StashKey[int]()
 
 
 @pytest.fixture(scope="session", autouse=True)
