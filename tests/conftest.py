@@ -1,5 +1,4 @@
-"""Isolate every test from the developer's machine: home, caches and git identity; and share
-the suite between pytest-xdist's workers (`python3 dev.py test` runs two)."""
+"""Isolate every test from the developer's machine: home, caches and git identity."""
 
 from __future__ import annotations
 
@@ -10,33 +9,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-
-# Test folders whose session fixtures are costly, each kept on one worker (xdist's loadgroup):
-# the pods' venv, pod and Prometheus run for tests/artifacts; the build into dist/ (one per
-# session: two workers building there at once would race) and lls's venv for the others.
-GROUPS = {
-    "artifacts": "pods",
-    "docs": "lls",
-    "fleet": "lls",
-    "scaffolder": "lls",
-    "upgrade": "lls",
-}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Each test goes to the worker of its group; the rest, file by file (module fixtures are
-    set up once), to whichever worker is free. The two groups come first, so that each worker
-    starts with one and the files fill in around them."""
-    order = {"pods": 0, "lls": 1}
-    for item in items:
-        folder, *_ = item.path.relative_to(ROOT / "tests").parts
-        group = GROUPS.get(folder, str(item.path.relative_to(ROOT)))
-        item.add_marker(pytest.mark.xdist_group(group))
-        item.stash[_GROUP] = order.get(group, 2)
-    items.sort(key=lambda item: item.stash[_GROUP])
-
-
-_GROUP = pytest.StashKey[int]()
 
 
 @pytest.fixture(scope="session", autouse=True)
