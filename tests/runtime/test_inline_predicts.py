@@ -52,7 +52,7 @@ class Where:
         if features == "raise":
             raise RuntimeError("the model raised on purpose")
         if features == "hog":  # a busy thread beside the worker's own, with long turns
-            sys.setswitchinterval(0.05)
+            sys.setswitchinterval(0.02)
             threading.Thread(target=hog, daemon=True).start()
             return "hog"
         if features == "yield":  # hands the interpreter lock over mid-predict, as native code
@@ -150,7 +150,10 @@ def test_a_fast_model_goes_inline_though_its_predicts_wait_for_the_interpreter(
 ) -> None:
     # A predict that hands the interpreter lock over (native code does) waits to get it back
     # while another thread holds it: its wall time then says how busy the process is, not how
-    # long the model takes. Measured by its CPU time, the fast model still goes inline.
+    # long the model takes. Measured by its CPU time, the fast model still goes inline. The
+    # hog's turns (20 ms) keep each predict's wait well below the wall time past which the
+    # runtime counts a predict as slow however little CPU it took (50 times the bound, 250 ms):
+    # with 50-ms turns, answers took up to 456 ms in a run where this test failed.
     with running(where, "--inline-predict-ms", "5", workers=1) as server:
         assert infer(server, "hog").json()["output"] == "hog"
         seen = [infer(server, "yield").json()["output"] for _ in range(16)]
