@@ -11,7 +11,6 @@ import functools
 import hashlib
 import importlib.util
 import shutil
-import socket
 import subprocess
 import sys
 import tomllib
@@ -75,13 +74,6 @@ ANSWER_SETS: dict[str, dict[str, Any]] = {
         "availability_slo": 95.0,
     },
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Renders:

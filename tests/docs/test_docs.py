@@ -15,7 +15,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ import pytest
 import yaml
 
 from serving_runtime._config import ServiceConfig
+from serving_runtime.testing import free_port
 from tests.artifacts.chart import render_chart
 from tests.docs.examples import Block, Shell, blocks, commands, missing_output
 from tests.scaffolder.conftest import ROOT, Built, build_once
@@ -131,13 +131,6 @@ def reader_env() -> dict[str, str]:
 
 
 DOCS_PORT = ":8080"  # where the pages' servers listen, the runtime's default
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.mark.slow

@@ -11,7 +11,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -20,18 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from serving_runtime.testing import free_port
+
 from .conftest import FRAMEWORKS, Service, wait_ready
 
 pytestmark = pytest.mark.slow
 NEVER = 3600  # seconds: the graceful timeout, so the master never kills a worker itself
 HANG = 300  # seconds: far above any stop, even on a busy machine; only a hang gets there
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def session_processes(session: int) -> list[str]:

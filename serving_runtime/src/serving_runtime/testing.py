@@ -148,11 +148,25 @@ class _Calls(_Silent):
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that nothing listens on, kept from other takers for a while.
+
+    A port that is merely free now may be taken before the server binds it: by another test
+    asking for a free port at the same moment (tests run side by side), or by any outgoing
+    connection, whose local port the kernel picks from the same range. So the port is left
+    with a closed connection in TIME_WAIT (60 s on Linux): the kernel then gives it to no
+    `bind` to port 0 and to no outgoing connection, while a server that binds it with
+    SO_REUSEADDR (Gunicorn, Envoy, Prometheus, Python's HTTP servers) gets it at once.
+    """
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port: int = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = listener.accept()
+            accepted.close()  # the port's end closes first, so it is the one left waiting
+            client.recv(1)  # its close has arrived: that end is in TIME_WAIT now
+    return port
 
 
 @contextmanager

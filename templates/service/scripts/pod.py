@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from serving_runtime.testing import free_port
 
 Manifest = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,13 +99,6 @@ def free_ports(service: Path) -> dict[str, Any]:
     for key, _ in ports(chart_values(service)):
         moved = merge(moved, dotted(key, free_port()))
     return moved
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def dotted(key: str, value: Any) -> dict[str, Any]:
