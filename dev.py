@@ -92,7 +92,10 @@ def main(argv: list[str]) -> None:
         run(BIN / "ruff", "check", ".", env=env, cwd=ROOT)
         run(BIN / "ruff", "format", "--check", ".", env=env, cwd=ROOT)
         run(BIN / "mypy", env=env, cwd=ROOT)
-        run(BIN / "python", "-m", "pytest", *argv[2:], env=env, cwd=ROOT)
+        # Two workers (pytest-xdist), test folders grouped as tests/conftest.py says; `-n 0`
+        # after `test` runs the suite in one process.
+        shared = ["-n", "2", "--dist", "loadscope"]
+        run(BIN / "python", "-m", "pytest", *shared, *argv[2:], env=env, cwd=ROOT)
 
 
 if __name__ == "__main__":
