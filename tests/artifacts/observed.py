@@ -44,10 +44,10 @@ from typing import Any
 
 import yaml
 
-from serving_runtime.testing import stop
+from serving_runtime.testing import free_port, stop
 
 from .chart import envoy_config, one, render_chart
-from .conftest import VENV_BIN, Renders, free_port
+from .conftest import VENV_BIN, Renders
 from .prometheus import Prometheus, pod_config
 
 PROMETHEUS = shutil.which("prometheus") or "prometheus"

@@ -21,9 +21,10 @@ import yaml
 from prometheus_client.utils import floatToGoString
 
 from serving_runtime._metrics import latency_buckets
+from serving_runtime.testing import free_port
 
 from .chart import one, render_chart
-from .conftest import KUBERNETES_VERSIONS, Renders, answers_of, free_port
+from .conftest import KUBERNETES_VERSIONS, Renders, answers_of
 from .observed import Observed
 from .promql import metric_names
 from .test_monitoring_objects import MONITORING_KINDS, _check
