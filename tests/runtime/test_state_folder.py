@@ -6,12 +6,16 @@ import os
 import signal
 from pathlib import Path
 
+import httpx
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from serving_runtime._state import PREFIX, process_started, remove_orphans
 
 from .conftest import running
 from .test_offload import wait_for
+
+REQUESTS = 600
 
 
 def state_folders(temporary: Path) -> set[Path]:
@@ -56,3 +60,44 @@ def test_only_folders_of_dead_servers_of_this_user_go(tmp_path: Path) -> None:
     link.symlink_to(dead)
     assert remove_orphans(tmp_path) == [dead]
     assert {p.name for p in tmp_path.iterdir()} == {alive.name, older.name, "elsewhere", link.name}
+
+
+def test_workers_replaced_over_a_pods_life_leave_no_files_behind_and_lose_no_count(
+    fresh_service: Path,
+) -> None:
+    # Each process of a server counts in files of its own and says which plan it serves in
+    # another: a pod whose workers are replaced, here every 20 requests, must not keep them
+    # all, and its counters must still count every request.
+    temporary = fresh_service.parent / "tmp"
+    temporary.mkdir()
+    args = ("--max-requests", "20")
+    with running(fresh_service, *args, env={"TMPDIR": str(temporary)}) as server:
+        (folder,) = state_folders(temporary)
+        with httpx.Client(timeout=30) as client:  # keep-alive: a replaced worker closes it
+            for i in range(REQUESTS):
+                body = {"model_id": "linear", "features": [i, 0]}
+                assert client.post(server.url + "/infer", json=body).status_code == 200
+        booted = sum("Booting worker" in r.get("message", "") for r in server.log_lines())
+        assert booted >= 10  # (the jitter: 20 to 22 requests a worker)
+
+        def pids(names: list[str]) -> set[int]:
+            return {int(n.rsplit("_", 1)[-1].split(".")[0]) for n in names}
+
+        def only_live_processes_have_files() -> bool:
+            metrics = [p.name for p in (folder / "metrics").glob("*.db")]
+            numbered = [n for n in metrics if not n.endswith("_archive.db")]
+            statuses = [p.name for p in (folder / "processes").glob("*.json")]
+            live = {pid for pid in pids(numbered + statuses) if process_started(pid) is not None}
+            return pids(numbered) <= live and pids(statuses) <= live
+
+        wait_for(only_live_processes_have_files, what="files of exited workers are left")
+        assert len(list((folder / "metrics").glob("*.db"))) <= 2 * 3 + 2  # 2 workers, 1 offload
+        scraped = httpx.get(server.url + "/metrics").text
+    counted = {
+        s.name: s.value
+        for family in text_string_to_metric_families(scraped)
+        for s in family.samples
+        if s.labels.get("model_id") == "linear" and s.labels.get("version") == "v1"
+    }
+    assert counted["lls_requests_total"] == REQUESTS
+    assert counted["lls_request_duration_seconds_count"] == REQUESTS

@@ -1,4 +1,4 @@
-"""An exclusive lock between the processes of one server: a file in its state folder."""
+"""Locks between the processes of one server: a file in its state folder."""
 
 from __future__ import annotations
 
@@ -30,6 +30,18 @@ def exclusive(
             return
         try:
             yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextmanager
+def shared(path: Path) -> Iterator[None]:
+    """Hold the lock at `path` beside other shared holders; an `exclusive` holder waits for
+    them all, and they for it."""
+    with open(path, "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_SH)
+        try:
+            yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from ._locks import exclusive, shared
 from ._registry import Snapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -28,6 +30,7 @@ LATENCY_BUCKETS = (
 BATCH_ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 NO_MODEL = "_none"  # label for requests that name no known model (bounded cardinality)
+_ARCHIVE_LOCK = "archive.lock"  # in the metrics folder: a scrape, or a dead process's archiving
 
 
 class _StateCollector:
@@ -222,20 +225,48 @@ class _Collector(MultiProcessCollector):
         super().__init__(registry)  # type: ignore[no-untyped-call]
 
     def collect(self) -> Iterator[Metric]:
-        files = []
-        for name in glob.glob(os.path.join(self._folder, "*.db")):
-            try:
-                if os.path.getsize(name) >= 8:  # its header: how much of it is in use
-                    files.append(name)
-            except FileNotFoundError:  # a dead process's live gauges, forgotten meanwhile
-                continue
-        merged: Iterator[Metric] = self.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
-        return merged
+        # Not while a dead process's counts move to the archive: they would be read twice, or
+        # not at all, and a counter that drops reads as a restart (`forget_worker`).
+        with shared(Path(self._folder) / _ARCHIVE_LOCK):
+            files = []
+            for name in glob.glob(os.path.join(self._folder, "*.db")):
+                try:
+                    if os.path.getsize(name) >= 8:  # its header: how much of it is in use
+                        files.append(name)
+                except FileNotFoundError:  # a dead process's live gauges, forgotten meanwhile
+                    continue
+            merged = list(self.merge(files, accumulate=True))  # type: ignore[no-untyped-call]
+        return iter(merged)
 
 
 def forget_worker(pid: int) -> None:
-    """Drop a dead worker's live gauges (called by the server when a worker exits)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+    """A process of the server has exited (a worker, the background process): its live gauges
+    go, and its counters and histograms are added to the archive's and its files removed.
 
-        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+    Each process counts in files of its own, which prometheus-client keeps after it dies (its
+    counts must go on being summed): a pod whose workers are replaced (`--max-requests`, a
+    crash, a version loaded at run time) would otherwise gather two files for every worker it
+    ever had, each read by every scrape.
+    """
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder:
+        return
+    from prometheus_client import multiprocess
+    from prometheus_client.mmap_dict import MmapedDict
+
+    multiprocess.mark_process_dead(pid, folder)  # type: ignore[no-untyped-call]
+    with exclusive(Path(folder) / _ARCHIVE_LOCK):
+        for kind in ("counter", "histogram"):  # values that add up across processes
+            dead = Path(folder, f"{kind}_{pid}.db")
+            try:
+                values = MmapedDict.read_all_values_from_file(str(dead))  # type: ignore[no-untyped-call]
+            except FileNotFoundError:
+                continue
+            archive = MmapedDict(str(Path(folder, f"{kind}_archive.db")))  # type: ignore[no-untyped-call]
+            try:
+                for key, value, timestamp, _ in values:
+                    total, _ = archive.read_value(key)  # type: ignore[no-untyped-call]
+                    archive.write_value(key, total + value, timestamp)  # type: ignore[no-untyped-call]
+            finally:
+                archive.close()  # type: ignore[no-untyped-call]
+            dead.unlink()

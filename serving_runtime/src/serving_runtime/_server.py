@@ -183,12 +183,6 @@ def _post_worker_init(worker: Any, *, replaced_to_load: bool = False) -> None:
         dataplane.follower.replaced_to_load = worker.cfg.workers
 
 
-def _child_exit(server: Any, worker: Any) -> None:
-    from ._metrics import forget_worker
-
-    forget_worker(worker.pid)
-
-
 def serve(config_path: Path, server: ServerSettings, http: HttpSettings) -> None:
     """Load the models, then serve them until SIGTERM (in-flight requests finish first)."""
     admin_socket = Path(http.admin_socket) if http.admin_socket else None
@@ -228,13 +222,21 @@ def _serve(config_path: Path, server: ServerSettings, http: HttpSettings, state_
 
     app = load() if server.preload else None
     offload = _start_offload(app, load)
+    from ._sync import PlanStore
+
+    store = PlanStore(state_dir)
     replacements = None
     if not server.load_in_place:
         from ._logs import JsonLog
         from ._replace import Replacements
-        from ._sync import PlanStore
 
-        replacements = Replacements(PlanStore(state_dir), JsonLog())
+        replacements = Replacements(store, JsonLog())
+
+    def child_exit(server: Any, worker: Any) -> None:
+        from ._metrics import forget_worker
+
+        forget_worker(worker.pid)
+        store.forget(worker.pid)
 
     def post_worker_init(worker: Any) -> None:
         _post_worker_init(worker, replaced_to_load=replacements is not None)
@@ -261,7 +263,7 @@ def _serve(config_path: Path, server: ServerSettings, http: HttpSettings, state_
         "preload_app": server.preload,
         "worker_tmp_dir": str(state_dir),
         "post_worker_init": post_worker_init,
-        "child_exit": _child_exit,
+        "child_exit": child_exit,
         "proc_name": f"serving-runtime:{config_path.parent.name}",
         "accesslog": None,
         "logconfig_dict": _LOGGING,

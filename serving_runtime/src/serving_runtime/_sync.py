@@ -151,10 +151,11 @@ class PlanStore:
             f.write(orjson.dumps(data))
         os.replace(tmp, self._statuses / f"{pid}.json")
 
-    def forget(self) -> None:
-        """This process stops serving: nothing waits for it any more."""
+    def forget(self, pid: int) -> None:
+        """Process `pid` has exited: its status goes (the server, as each worker exits, so that
+        workers replaced over a pod's life leave no file behind for `statuses` to read)."""
         with contextlib.suppress(OSError):
-            (self._statuses / f"{os.getpid()}.json").unlink()
+            (self._statuses / f"{pid}.json").unlink()
 
     def statuses(self, role: str = "worker") -> dict[int, dict[str, Any]]:
         """What each live process of `role` last said, by pid."""
@@ -334,10 +335,6 @@ class Follower:
     def wake(self) -> None:
         """Look at the plan now rather than at the next poll."""
         self._wake.set()
-
-    def stop_reporting(self) -> None:
-        """This process stops serving: no change waits for it any more."""
-        self.store.forget()
 
     def _run(self) -> None:
         while True:
