@@ -39,11 +39,8 @@ def apply_change(
     follower: Follower, operation: str, model_id: str, **arguments: Any
 ) -> dict[str, Any]:
     """Make one change for every worker; the answer says the primary it leaves."""
-    follower.changing += 1
-    try:
+    with follower.making_change():
         return _apply(follower, operation, model_id, **arguments)
-    finally:
-        follower.changing -= 1
 
 
 def _apply(follower: Follower, operation: str, model_id: str, **arguments: Any) -> dict[str, Any]:

@@ -235,7 +235,8 @@ class Follower:
         # plan that needs a version loaded then makes this worker wait to be replaced by one
         # that loads it before it serves, instead of loading it beside its requests.
         self.replaced_to_load: int | None = None
-        self.changing = 0  # changes this process is making (`_changes.py`)
+        self._changes = 0  # changes this process is making (`making_change`)
+        self._changes_lock = threading.Lock()  # admin calls run on threads, side by side
         self.stopping: Callable[[], bool] = lambda: False  # told to stop (the HTTP layer's)
         self._deferred: FileKey | None = None  # the plan it waits to be replaced for
         self._last_complaint = 0.0
@@ -322,7 +323,7 @@ class Follower:
         if not self.registry.would_load(plan.models):
             return False
         self.store.report(
-            self.plan.generation, self.role, replace_for=plan.generation, changing=self.changing > 0
+            self.plan.generation, self.role, replace_for=plan.generation, changing=self.changing
         )
         self._log.event(
             "info",
@@ -335,6 +336,22 @@ class Follower:
     def wake(self) -> None:
         """Look at the plan now rather than at the next poll."""
         self._wake.set()
+
+    @contextmanager
+    def making_change(self) -> Iterator[None]:
+        """While this process makes a change (`_changes.py`): its status says so."""
+        with self._changes_lock:
+            self._changes += 1
+        try:
+            yield
+        finally:
+            with self._changes_lock:
+                self._changes -= 1
+
+    @property
+    def changing(self) -> bool:
+        """Whether this process is making a change now."""
+        return self._changes > 0
 
     def _run(self) -> None:
         while True:
