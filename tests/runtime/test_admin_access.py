@@ -120,11 +120,17 @@ def admin_command(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Comp
 
 
 def test_serving_runtime_admin_finds_the_socket_of_the_server_on_its_port(
-    fresh_service: Path, tmp_path: Path
+    fresh_service: Path,
 ) -> None:
-    # As inside the pod: `serve` and `admin` read the same environment (the chart's).
-    temporary = tmp_path / "tmp"
-    temporary.mkdir()
+    # As inside the pod: `serve` and `admin` read the same environment (the chart's). A
+    # temporary folder of a short path, as a pod's /tmp: under a deeper one (pytest's, in a
+    # parallel run) the socket's path would pass the kernel's limit, and the server would put
+    # it under /tmp instead (the test below).
+    with tempfile.TemporaryDirectory(prefix="lls-") as short:
+        _finds_the_socket(fresh_service, Path(short))
+
+
+def _finds_the_socket(fresh_service: Path, temporary: Path) -> None:
     served = {"TMPDIR": str(temporary)}
     with running(fresh_service, workers=1, admin_socket=None, env=served) as server:
         port = server.url.rsplit(":", 1)[1]
