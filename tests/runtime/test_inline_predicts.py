@@ -3,12 +3,13 @@ measured predict time, and whichever way a predict runs, its client gets the sam
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,10 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from serving_runtime._batching import BatchPolicy, Scheduler
+from serving_runtime._features import FeatureSpec
+from serving_runtime._model import SelfTestReport, ServedModel
 
 from .conftest import Server, build_service, running
 from .test_offload import metric, wait_for
@@ -443,3 +448,30 @@ def batched_inline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
         answer = server.post("/infer", {"model_id": "rows", "features": [[1, 1]]})
         assert answer.json()["output"] == [[2, LOOP]]
         yield server
+
+
+def test_a_lone_request_to_a_batched_model_goes_inline_without_a_turn_of_the_loop() -> None:
+    # The HTTP worker tells the scheduler how many requests its process is answering. With
+    # none but its own, a request for a batched model measured fast is predicted at once;
+    # else (or untold) it gives the loop one turn first, so that the requests read with it
+    # can say they are there and be batched with it.
+    turns: list[int] = []
+
+    class Model:
+        def predict(self, rows: list[list[float]]) -> list[int]:
+            return [len(turns) for _ in rows]  # how many turns the loop took since asked
+
+    model = ServedModel("m", "1", Model(), FeatureSpec(["x"]), SelfTestReport((), 0.0))
+
+    async def lone_request(in_flight: Callable[[], int] | None) -> Any:
+        scheduler = Scheduler(1, {"m": BatchPolicy(32, 0.0)})
+        scheduler.in_flight = in_flight
+        for _ in range(16):  # measured fast, on the thread
+            await scheduler.predict(model, [[1.0]])
+        turns.clear()
+        asyncio.get_running_loop().call_soon(turns.append, 1)
+        return await scheduler.predict(model, [[1.0]])
+
+    assert asyncio.run(lone_request(lambda: 1)) == [0]
+    assert asyncio.run(lone_request(lambda: 2)) == [1]
+    assert asyncio.run(lone_request(None)) == [1]

@@ -18,7 +18,8 @@ more CPU than a predict of a fraction of a millisecond (measured in docs/design.
   does one whose wall time passed `_WAIT_FACTOR` times the bound anywhere;
 - a batched version measured as fast goes inline too when its request is alone: no other
   request for it is arriving (the requests the loop has just read get one turn of the loop to
-  say so), queued or predicting. Requests for it that arrive together are batched on the loop
+  say so, unless the server tells that the process answers no other request at all),
+  queued or predicting. Requests for it that arrive together are batched on the loop
   as well: they join its queue, and the loop's next turn predicts them as one batch of at
   most twice the rows of the largest predict measured fast (`_batch_here`), so batch sizes
   grow, each measured, up to `max_rows`; a request of more rows goes to a thread;
@@ -268,6 +269,10 @@ class Scheduler:
         # Seconds: an unbatched version whose average predict takes less runs on the event
         # loop; 0: never.
         self.inline_below = inline_below
+        # How many requests this process is answering now, its own among them, when its
+        # server can tell (set by the HTTP worker): with none other, a request is alone
+        # without a turn of the loop to find out (`_alone`).
+        self.in_flight: Callable[[], int] | None = None
         self._pid = 0  # the process whose threads, loop and queues these are
 
     def _start(self) -> None:
@@ -376,15 +381,21 @@ class Scheduler:
         requests read in the same turn of the loop reach here in the next), waiting or being
         predicted."""
         key = id(model)
-        arriving = self._arriving
-        arriving[key] = arriving.get(key, 0) + 1
-        try:
-            await asyncio.sleep(0)
-            others = arriving[key] - 1
-        finally:
-            arriving[key] -= 1
-            if not arriving[key]:
-                del arriving[key]
+        in_flight = self.in_flight
+        if in_flight is not None and in_flight() <= 1:
+            # No other request in the process: none read with it, none to wait for. (A
+            # request read in the same turn has its task already, though it has not run.)
+            others = 0
+        else:
+            arriving = self._arriving
+            arriving[key] = arriving.get(key, 0) + 1
+            try:
+                await asyncio.sleep(0)
+                others = arriving[key] - 1
+            finally:
+                arriving[key] -= 1
+                if not arriving[key]:
+                    del arriving[key]
         waiting = self._queues.get(key)
         return not others and not self._busy and (waiting is None or waiting.live_head() is None)
 

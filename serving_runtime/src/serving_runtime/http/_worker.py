@@ -68,6 +68,9 @@ class RuntimeWorker(UvicornWorker):  # type: ignore[misc]
         dataplane = getattr(app, "dataplane", None)
         if dataplane is not None:
             dataplane.follower.stopping = lambda: server.should_exit
+            # uvicorn keeps a task for each request under way, from its headers on.
+            tasks = server.server_state.tasks
+            dataplane.scheduler.in_flight = lambda: len(tasks)
         if dataplane is not None and cfg.workers > 1:
             server.rotation = _Rotation(dataplane.follower.store.folder / "rotation", cfg.workers)
         self._install_sigquit_handler()
