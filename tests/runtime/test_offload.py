@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from serving_runtime._state import PREFIX
+
 from .conftest import Server, build_service, linear, running, wait_for
 
 SHADOWS = """
@@ -311,7 +313,10 @@ def clients(server: Server) -> Iterator[list[str]]:
 def test_a_killed_offload_process_is_replaced_and_no_request_fails(tmp_path: Path) -> None:
     shadow = {"artifact": "artifacts/v2.json", "shadow": True}
     config = service(tmp_path, shadow, {"path": "records"})
-    with running(config, workers=2) as server:
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    with running(config, workers=2, env={"TMPDIR": str(temporary)}) as server:
+        (state,) = temporary.glob(PREFIX + "*")
         first = first_offload_pid(server)
         master = parent_of(first)
         with clients(server) as failures:
@@ -327,6 +332,9 @@ def test_a_killed_offload_process_is_replaced_and_no_request_fails(tmp_path: Pat
         assert failures == []
         assert parent_of(second) == master
         assert metric(server, "lls_offload_restarts_total") == 1
+        # The dead process left no file: its status went, its counts into the archive.
+        assert not (state / "processes" / f"{first}.json").exists()
+        assert list((state / "metrics").glob(f"*_{first}.db")) == []
         ids = [
             server.post("/infer", {"model_id": "linear", "features": [1, 0]}).json()["request_id"]
             for _ in range(3)

@@ -54,6 +54,7 @@ class OffloadSupervisor:
         self._metrics = metrics
         self._log = log
         self.in_child: Callable[[], None] = lambda: None
+        self.exited: Callable[[int], None] = forget_worker  # told each dead process's pid
         self.pid = 0
         self.stopping = False
         self._started = 0.0
@@ -84,7 +85,7 @@ class OffloadSupervisor:
         self._delay = min(self._delay * 2, _RESTART_MAX)
         self._death = {"previous_pid": pid, **_ending(status)}
         self.pid = 0
-        forget_worker(pid)
+        self.exited(pid)
 
     def poll(self) -> None:
         """Reap a dead process, and fork a new one when its backoff is over."""

@@ -220,11 +220,21 @@ def _serve(config_path: Path, server: ServerSettings, http: HttpSettings, state_
             inline_predict_ms=server.inline_predict_ms,
         )
 
-    app = load() if server.preload else None
-    offload = _start_offload(app, load)
+    from ._metrics import forget_worker
     from ._sync import PlanStore
 
     store = PlanStore(state_dir)
+
+    def exited(pid: int) -> None:
+        """A process of the server (a worker, the background process) is gone: its files go,
+        its counts kept (`forget_worker`)."""
+        forget_worker(pid)
+        store.forget(pid)
+
+    app = load() if server.preload else None
+    offload = _start_offload(app, load)
+    if offload is not None:
+        offload.exited = exited
     replacements = None
     if not server.load_in_place:
         from ._logs import JsonLog
@@ -233,10 +243,7 @@ def _serve(config_path: Path, server: ServerSettings, http: HttpSettings, state_
         replacements = Replacements(store, JsonLog())
 
     def child_exit(server: Any, worker: Any) -> None:
-        from ._metrics import forget_worker
-
-        forget_worker(worker.pid)
-        store.forget(worker.pid)
+        exited(worker.pid)
 
     def post_worker_init(worker: Any) -> None:
         _post_worker_init(worker, replaced_to_load=replacements is not None)

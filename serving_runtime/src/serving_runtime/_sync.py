@@ -152,8 +152,8 @@ class PlanStore:
         os.replace(tmp, self._statuses / f"{pid}.json")
 
     def forget(self, pid: int) -> None:
-        """Process `pid` has exited: its status goes (the server, as each worker exits, so that
-        workers replaced over a pod's life leave no file behind for `statuses` to read)."""
+        """Process `pid` has exited: its status goes (the server, as each of its processes
+        exits, so that those replaced over a pod's life leave no file for `statuses` to read)."""
         with contextlib.suppress(OSError):
             (self._statuses / f"{pid}.json").unlink()
 
