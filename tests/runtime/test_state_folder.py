@@ -8,12 +8,14 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from serving_runtime._state import PREFIX, process_started, remove_orphans
+from serving_runtime import ServingRuntimeError, create_app
+from serving_runtime._state import LONGEST_SOCKET, PREFIX, process_started, remove_orphans
 
-from .conftest import running
-from .test_offload import wait_for
+from .conftest import build_service, running, wait_for
+from .test_offload import ECHO_RECORDED, offload_pids, parent_of
 
 
 def state_folders(temporary: Path) -> set[Path]:
@@ -106,3 +108,36 @@ def test_workers_replaced_over_a_pods_life_leave_no_files_behind_and_lose_no_cou
     }
     assert counted["lls_requests_total"] == sent
     assert counted["lls_request_duration_seconds_count"] == sent
+
+
+def deep_folder(parent: Path) -> Path:
+    """A folder under `parent` deep enough that a state folder's sockets in it pass the kernel's
+    limit on a socket's path, as a long home or build directory's temporary folder may."""
+    deep = parent / ("d" * (LONGEST_SOCKET - len(str(parent)) - 10))  # 10 short of the limit
+    deep.mkdir(parents=True)
+    return deep
+
+
+def test_under_a_deep_temporary_directory_the_state_folder_goes_to_tmp(tmp_path: Path) -> None:
+    # Its background process listens on a unix socket in the state folder: a folder under a
+    # deep $TMPDIR would make its path too long to bind, and the process would never start.
+    config = build_service(tmp_path, ECHO_RECORDED)
+    temporary = deep_folder(tmp_path / "tmp")
+    with running(config, env={"TMPDIR": str(temporary)}) as server:
+        wait_for(lambda: offload_pids(server), what="the background process did not start")
+        (started,) = [r for r in server.log_lines() if r["event"] == "offload_started"]
+        folder = Path(started["socket"]).parent
+        assert folder.parent == Path("/tmp")
+        assert owner(folder) == parent_of(started["pid"])  # the server's master
+        assert state_folders(temporary) == set()
+        response = httpx.post(server.url + "/infer", json={"model_id": "echo", "features": "x"})
+        assert response.json()["output"] == "x"
+    assert not folder.exists()  # a clean stop removes it, in /tmp too
+
+
+def test_a_state_folder_whose_sockets_cannot_be_bound_is_refused_up_front(
+    fresh_service: Path, tmp_path: Path
+) -> None:
+    deep = deep_folder(tmp_path / "state")
+    with pytest.raises(ServingRuntimeError, match="too long for the kernel"):
+        create_app(fresh_service, state_dir=deep)

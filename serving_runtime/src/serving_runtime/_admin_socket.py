@@ -25,10 +25,10 @@ import tempfile
 from pathlib import Path
 
 from ._errors import ServingRuntimeError
+from ._state import fits_socket
 
 DEFAULT_BIND = "127.0.0.1:8080"
 _NAME = "admin.sock"
-_LONGEST = 107  # bytes of a socket's path: sun_path's size, less its terminating zero
 
 
 def default_socket(bind: str) -> Path:
@@ -42,7 +42,7 @@ def default_socket(bind: str) -> Path:
         port = hashlib.sha256(bind.encode()).hexdigest()[:12]
     for base in _bases():
         path = base / f"serving-runtime-{os.getuid()}-{port}" / _NAME
-        if len(os.fsencode(path)) <= _LONGEST:
+        if fits_socket(path):
             break
     return path
 
@@ -72,7 +72,7 @@ def claim(path: Path) -> None:
         _own_folder(path.parent)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-    if len(os.fsencode(path)) > _LONGEST:
+    if not fits_socket(path):
         raise ServingRuntimeError(f"--admin-socket {path}: the path is too long for a socket")
     try:
         mode = path.lstat().st_mode

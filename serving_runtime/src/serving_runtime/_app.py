@@ -11,12 +11,13 @@ from typing import Any
 from ._batching import BatchPolicy, Scheduler
 from ._config import find_config, load_config
 from ._dataplane import DataPlane
+from ._errors import ServingRuntimeError
 from ._logs import JsonLog
 from ._metrics import Metrics
 from ._offload import Offload
 from ._registry import Registry
 from ._settings import HttpSettings
-from ._state import make_state_dir
+from ._state import OFFLOAD_SOCKET, fits_socket, make_state_dir
 from ._sync import PlanCollector, follow_plan
 from ._tracing import Tracing
 from .http import App
@@ -46,6 +47,11 @@ def create_app(
     registry = Registry(config.root)
     registry.on_change.append(lambda event, fields: _log_change(log, event, fields))
     folder = Path(state_dir) if state_dir is not None else _own_state_dir()
+    if not fits_socket(folder / OFFLOAD_SOCKET):
+        raise ServingRuntimeError(
+            f"state folder {folder}: the path of a socket in it would be too long for the "
+            "kernel; give a shorter one"
+        )
     follower = follow_plan(config, folder, registry, log, overrides=overrides)
     settings = settings or HttpSettings()
     metrics = Metrics(lambda: registry.snapshot, settings.latency_objective_ms)
@@ -57,7 +63,7 @@ def create_app(
         if model.batching is not None
     }
     dataplane.scheduler = Scheduler(threads, policies, metrics, inline_predict_ms / 1000)
-    dataplane.offload = Offload(folder / "offload.sock", config.recording, metrics)
+    dataplane.offload = Offload(folder / OFFLOAD_SOCKET, config.recording, metrics)
     app = App(dataplane, metrics, log, settings)
     app.tracing = dataplane.tracing = Tracing.from_environment(config.root.name, log)
     return app

@@ -1,7 +1,8 @@
 """The server's state folder, and the sweep of those whose server was killed.
 
 Each server keeps its plan, its processes' statuses, its metrics files and its sockets in a
-folder of its own under the temporary directory, removed when it stops. A server killed
+folder of its own under the temporary directory (or `/tmp`, when a socket's path under the
+temporary directory would be too long for the kernel), removed when it stops. A server killed
 outright (SIGKILL, the machine's OOM killer) cannot remove it: the next server to start on the
 machine does, once the folder's `server.json` names a process that is gone.
 """
@@ -18,15 +19,32 @@ import orjson
 
 PREFIX = "lls-serving-"
 _OWNER = "server.json"
+LONGEST_SOCKET = 107  # bytes of a socket's path: sun_path's size, less its terminating zero
+OFFLOAD_SOCKET = "offload.sock"  # the longest name of a socket the folder holds
+_RANDOM = 8  # characters `tempfile.mkdtemp` adds to the prefix
 
 
 def make_state_dir() -> Path:
     """A new state folder for this process's server, after removing those of dead servers."""
-    remove_orphans(Path(tempfile.gettempdir()))
-    folder = Path(tempfile.mkdtemp(prefix=PREFIX))
+    parent = state_parent()
+    remove_orphans(parent)
+    folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=parent))
     pid = os.getpid()
     (folder / _OWNER).write_bytes(orjson.dumps({"pid": pid, "started": process_started(pid)}))
     return folder
+
+
+def state_parent() -> Path:
+    """Where state folders go: the temporary directory, or `/tmp` when the sockets of a folder
+    there would pass the kernel's limit on a socket's path (a deep `$TMPDIR`)."""
+    base = Path(tempfile.gettempdir())
+    longest = base / (PREFIX + "x" * _RANDOM) / OFFLOAD_SOCKET
+    return base if fits_socket(longest) else Path("/tmp")
+
+
+def fits_socket(path: Path) -> bool:
+    """Whether the kernel takes `path` as a unix socket's."""
+    return len(os.fsencode(path)) <= LONGEST_SOCKET
 
 
 def remove_orphans(parent: Path) -> list[Path]:
