@@ -13,28 +13,26 @@ from typing import Any
 import orjson
 
 
-# The current second as ISO 8601, kept: a request's log line formats only its milliseconds.
-_second: tuple[int, str] = (-1, "")
-# This process's id, kept (os.getpid is a system call), and set anew in a forked child.
-_pid = os.getpid()
+class _Kept:
+    """What every line of this process shares, kept rather than asked for anew: the current
+    second as ISO 8601 (a line formats only its milliseconds), and the process id (os.getpid
+    is a system call), set anew in a forked child."""
+
+    second: tuple[int, str] = (-1, "")
+    pid = os.getpid()
 
 
-def _forked() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_forked)
+os.register_at_fork(after_in_child=lambda: setattr(_Kept, "pid", os.getpid()))
 
 
 def _now() -> str:
     """Now, in UTC, as ISO 8601 to the millisecond (2026-12-01T17:58:54.529+00:00)."""
-    global _second
     now = time.time()
     second = int(now)
-    kept = _second  # one read: another thread may replace it meanwhile
+    kept = _Kept.second  # one read: another thread may replace it meanwhile
     if kept[0] != second:
-        kept = _second = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+        kept = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+        _Kept.second = kept
     return f"{kept[1]}.{int((now - second) * 1000):03d}+00:00"
 
 
@@ -46,7 +44,7 @@ class JsonLog:
 
     def event(self, level: str, event: str, **fields: Any) -> None:
         """Write one line: time, level, event name, then the fields."""
-        record = {"ts": _now(), "level": level, "event": event, "pid": _pid, **fields}
+        record = {"ts": _now(), "level": level, "event": event, "pid": _Kept.pid, **fields}
         line = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY, default=str) + b"\n"
         with contextlib.suppress(OSError):  # a closed or full stdout never fails a request
             os.write(self._fd, line)
