@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import textwrap
 import time
@@ -183,6 +184,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running(config) as started:
         started.wait_serving(2)
         yield started
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """An empty folder for a server's TMPDIR, short as a pod's /tmp: under pytest's own (deeper
+    still under pytest-xdist) the sockets of a state folder would pass the kernel's limit on a
+    socket's path, and the server would put the folder in /tmp instead."""
+    folder = Path(tempfile.mkdtemp(prefix="lls-test-", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

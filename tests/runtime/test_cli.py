@@ -168,13 +168,12 @@ def test_metrics_count_requests_by_model_version_and_status(fresh_service: Path)
 
 
 def test_a_scrape_while_a_process_creates_its_metrics_file_answers(
-    fresh_service: Path, tmp_path: Path
+    fresh_service: Path, short_tmp: Path
 ) -> None:
     """A process (a new worker, the replaced background process, the first use of a metric)
     opens its metrics file before it sizes it: a scrape in between finds it empty. The scrape
     must still answer, with everyone else's series, not a 500 that fails Prometheus' job."""
-    temporary = tmp_path / "tmp"
-    temporary.mkdir()
+    temporary = short_tmp
     with running(fresh_service, workers=1, env={"TMPDIR": str(temporary)}) as server:
         assert server.post("/infer", {"model_id": "linear", "features": [1, 1]}).status_code == 200
         (folder,) = temporary.glob("lls-serving-*/metrics")

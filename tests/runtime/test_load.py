@@ -240,10 +240,9 @@ def test_huge_bodies_do_not_starve_small_requests(fresh_service: Path) -> None:
 
 
 def test_a_clean_stop_leaves_nothing_in_the_temporary_folder(
-    fresh_service: Path, tmp_path: Path
+    fresh_service: Path, short_tmp: Path
 ) -> None:
-    temporary = tmp_path / "tmp"
-    temporary.mkdir()
+    temporary = short_tmp
     with running(fresh_service, workers=2, env={"TMPDIR": str(temporary)}) as server:
         assert [p.name[:12] for p in temporary.iterdir()] == ["lls-serving-"]  # in use
         assert server.post("/infer", {"model_id": "linear", "features": [1, 2]}).is_success

@@ -26,9 +26,10 @@ def owner(folder: Path) -> int:
     return int(orjson.loads((folder / "server.json").read_bytes())["pid"])
 
 
-def test_a_killed_servers_folder_is_removed_by_the_next_server(fresh_service: Path) -> None:
-    temporary = fresh_service.parent / "tmp"
-    temporary.mkdir()
+def test_a_killed_servers_folder_is_removed_by_the_next_server(
+    fresh_service: Path, short_tmp: Path
+) -> None:
+    temporary = short_tmp
     env = {"TMPDIR": str(temporary)}
     with running(fresh_service, env=env) as killed:
         (folder,) = state_folders(temporary)
@@ -63,13 +64,12 @@ def test_only_folders_of_dead_servers_of_this_user_go(tmp_path: Path) -> None:
 
 
 def test_workers_replaced_over_a_pods_life_leave_no_files_behind_and_lose_no_count(
-    fresh_service: Path,
+    fresh_service: Path, short_tmp: Path
 ) -> None:
     # Each process of a server counts in files of its own and says which plan it serves in
     # another: a pod whose workers are replaced, here every 20 or so requests, must not keep them
     # all, and its counters must still count every request.
-    temporary = fresh_service.parent / "tmp"
-    temporary.mkdir()
+    temporary = short_tmp
     args = ("--max-requests", "20")
     with running(fresh_service, *args, env={"TMPDIR": str(temporary)}) as server:
         (folder,) = state_folders(temporary)

@@ -99,15 +99,14 @@ def test_spans_for_request_validation_and_predict_honour_the_callers_trace(
 
 
 def test_without_an_endpoint_nothing_of_opentelemetry_is_loaded(
-    fresh_service: Path, tmp_path: Path
+    fresh_service: Path, short_tmp: Path
 ) -> None:
     code = (
         "import sys, serving_runtime; "
         f"app = serving_runtime.create_app({str(fresh_service)!r}); "
         "print(app.tracing, any(m.startswith('opentelemetry') for m in sys.modules))"
     )
-    temporary = tmp_path / "tmp"
-    temporary.mkdir()
+    temporary = short_tmp
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
