@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -18,8 +16,6 @@ from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-
-from serving_runtime._state import PREFIX
 
 from .conftest import Server, build_service, linear, running, wait_for
 
@@ -239,16 +235,11 @@ def offload_pids(server: Server) -> list[int]:
     return [r["pid"] for r in server.log_lines() if r["event"] == "offload_started"]
 
 
-def state_folder_of(master: int) -> Path:
-    """The state folder of the server whose master process is `master`; other servers' folders
-    (tests side by side) may be half made or gone meanwhile."""
-    found = []
-    for folder in Path(tempfile.gettempdir()).glob(PREFIX + "*"):
-        with contextlib.suppress(OSError, ValueError):
-            if json.loads((folder / "server.json").read_text())["pid"] == master:
-                found.append(folder)
-    (folder,) = found
-    return folder
+def state_folder_of(server: Server) -> Path:
+    """The server's state folder: where its background process said it listens."""
+    wait_for(lambda: offload_pids(server))
+    started = next(r for r in server.log_lines() if r["event"] == "offload_started")
+    return Path(started["socket"]).parent
 
 
 def first_offload_pid(server: Server) -> int:
@@ -330,7 +321,7 @@ def test_a_killed_offload_process_is_replaced_and_no_request_fails(tmp_path: Pat
     with running(config, workers=2) as server:
         first = first_offload_pid(server)
         master = parent_of(first)
-        state = state_folder_of(master)
+        state = state_folder_of(server)
         with clients(server) as failures:
             wait_for(lambda: metric(server, "lls_records_written_total") > 0)
             os.kill(first, signal.SIGKILL)

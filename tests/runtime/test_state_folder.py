@@ -15,7 +15,7 @@ from serving_runtime import ServingRuntimeError, create_app
 from serving_runtime._state import LONGEST_SOCKET, PREFIX, process_started, remove_orphans
 
 from .conftest import build_service, running, wait_for
-from .test_offload import ECHO_RECORDED, offload_pids, parent_of
+from .test_offload import ECHO_RECORDED, offload_pids, parent_of, state_folder_of
 
 
 def state_folders(temporary: Path) -> set[Path]:
@@ -125,10 +125,9 @@ def test_under_a_deep_temporary_directory_the_state_folder_goes_to_tmp(tmp_path:
     temporary = deep_folder(tmp_path / "tmp")
     with running(config, env={"TMPDIR": str(temporary)}) as server:
         wait_for(lambda: offload_pids(server), what="the background process did not start")
-        (started,) = [r for r in server.log_lines() if r["event"] == "offload_started"]
-        folder = Path(started["socket"]).parent
+        folder = state_folder_of(server)
         assert folder.parent == Path("/tmp")
-        assert owner(folder) == parent_of(started["pid"])  # the server's master
+        assert owner(folder) == parent_of(offload_pids(server)[0])  # the server's master
         assert state_folders(temporary) == set()
         response = httpx.post(server.url + "/infer", json={"model_id": "echo", "features": "x"})
         assert response.json()["output"] == "x"

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 from ._errors import ServingRuntimeError
-from ._state import fits_socket
+from ._state import fits_socket, socket_base
 
 DEFAULT_BIND = "127.0.0.1:8080"
 _NAME = "admin.sock"
@@ -40,15 +40,12 @@ def default_socket(bind: str) -> Path:
     port = bind.rpartition(":")[2]
     if not port.isdigit():  # a unix: bind; a name that cannot meet a port's
         port = hashlib.sha256(bind.encode()).hexdigest()[:12]
-    for base in _bases():
-        path = base / f"serving-runtime-{os.getuid()}-{port}" / _NAME
-        if fits_socket(path):
-            break
-    return path
+    relative = Path(f"serving-runtime-{os.getuid()}-{port}") / _NAME
+    return socket_base(relative) / relative
 
 
 def _bases() -> list[Path]:
-    # $TMPDIR, or /tmp when a socket path under $TMPDIR would be too long for the kernel.
+    # Where `default_socket` may put the folder (`socket_base`).
     return [Path(tempfile.gettempdir()), Path("/tmp")]
 
 

@@ -26,7 +26,7 @@ _RANDOM = 8  # characters `tempfile.mkdtemp` adds to the prefix
 
 def make_state_dir() -> Path:
     """A new state folder for this process's server, after removing those of dead servers."""
-    parent = state_parent()
+    parent = socket_base(Path(PREFIX + "x" * _RANDOM) / OFFLOAD_SOCKET)
     remove_orphans(parent)
     folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=parent))
     pid = os.getpid()
@@ -34,12 +34,11 @@ def make_state_dir() -> Path:
     return folder
 
 
-def state_parent() -> Path:
-    """Where state folders go: the temporary directory, or `/tmp` when the sockets of a folder
-    there would pass the kernel's limit on a socket's path (a deep `$TMPDIR`)."""
+def socket_base(relative: Path) -> Path:
+    """Where a socket at `relative` under the temporary directory goes: the temporary directory,
+    or `/tmp` when the path there would pass the kernel's limit on a socket's (a deep $TMPDIR)."""
     base = Path(tempfile.gettempdir())
-    longest = base / (PREFIX + "x" * _RANDOM) / OFFLOAD_SOCKET
-    return base if fits_socket(longest) else Path("/tmp")
+    return base if fits_socket(base / relative) else Path("/tmp")
 
 
 def fits_socket(path: Path) -> bool:
