@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from bench.model import Artifact
 
-PREVIOUS = "0.7.0"  # the runtime release before this one (bench/peers/runtime-PREVIOUS.txt)
+PREVIOUS = "0.8.0"  # the runtime release before this one (bench/peers/runtime-PREVIOUS.txt)
 Role = Literal["runtime", "previous", "batched", "baseline", "peer", "floor", "variant"]
 
 

@@ -1,6 +1,6 @@
 """A fleet of generated services at mixed template releases, built once per session.
 
-Twenty services of four teams, five at each of the releases v0.1.0, v0.6.0, v0.7.0 and v0.8.0
+Twenty services of four teams, five at each of the releases v0.1.0, v0.7.0, v0.8.0 and v0.9.0
 (the newest); some with the edits a team makes (their own values, notes, a docs page), one
 (svc-05, at v0.1.0) with an edit the template's newer README conflicts with, one (svc-09) whose
 team test fails on a newer runtime. Each has a remote on "GitHub"
@@ -23,7 +23,7 @@ from tests.upgrade.conftest import built, git, lls_env, offline_lls
 
 __all__ = ["built", "offline_lls"]  # fixtures, for the tests of this directory
 
-RELEASES = ("v0.1.0", "v0.6.0", "v0.7.0", "v0.8.0")
+RELEASES = ("v0.1.0", "v0.7.0", "v0.8.0", "v0.9.0")
 NEWEST = RELEASES[-1]
 SIZE = 20
 EDITED = {"svc-02", "svc-03", "svc-06", "svc-11", "svc-14", "svc-19"}

@@ -54,8 +54,8 @@ def test_status_shows_each_service_lag_truthfully(fleet: Fleet) -> None:
             service.release.removeprefix("v"),
         ]
     assert lines[-1] == (
-        f"20 service(s): 5 on {NEWEST} (the newest), 15 behind (5 at v0.1.0, 5 at v0.6.0, "
-        "5 at v0.7.0)."
+        f"20 service(s): 5 on {NEWEST} (the newest), 15 behind (5 at v0.1.0, 5 at v0.7.0, "
+        "5 at v0.8.0)."
     )
 
     as_csv = fleet("fleet", "status", fleet.services, "--csv")

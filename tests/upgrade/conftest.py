@@ -28,8 +28,8 @@ from tests.scaffolder.conftest import (
     run,
 )
 
-OLD, NEW = "v0.1.0", "v0.8.0"
-OLD_RUNTIME, NEW_RUNTIME = "0.1.0", "0.8.0"
+OLD, NEW = "v0.1.0", "v0.9.0"
+OLD_RUNTIME, NEW_RUNTIME = "0.1.0", "0.9.0"
 SERVICE = "demo-model"
 BRANCH = f"lls-upgrade/{SERVICE}/{NEW}"
 PACKAGE = "demo_model"

@@ -69,8 +69,8 @@ def test_the_check_job_exits_as_documented_in_a_service_ci(
     ok = _run_step(check, current, env)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stdout.endswith("Current.\n")
-    # The same step in a checkout a newer release has left behind (as v0.8.0 will be):
+    # The same step in a checkout a newer release has left behind (as v0.9.0 will be):
     late = _run_step(check, behind, env)
     assert late.returncode == 3, late.stdout + late.stderr
-    warning = f"::warning title=lls check::demo-model is 7 template release(s) behind ({OLD} ->"
+    warning = f"::warning title=lls check::demo-model is 8 template release(s) behind ({OLD} ->"
     assert warning in late.stdout

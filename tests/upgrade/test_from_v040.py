@@ -1,4 +1,4 @@
-"""`lls upgrade` from v0.4.0, four releases before the newest, of a scikit-learn service (the
+"""`lls upgrade` from v0.4.0, five releases before the newest, of a scikit-learn service (the
 default) whose team changed its chart values, added a page of its own and edited its model:
 the upgrade is clean, keeps all three, pins the newest runtime, and the service passes its own
 tests. The newer example model is another one (typed features with a missing value and a

@@ -1,4 +1,4 @@
-"""`lls upgrade` from v0.5.0, three releases before the newest, of a scikit-learn service (the
+"""`lls upgrade` from v0.5.0, four releases before the newest, of a scikit-learn service (the
 default) whose team deployed its own version and edited the service: chart values (a larger
 /tmp, its primary), a page of its own, a line in its model. The upgrade is clean, keeps every
 edit and the model's files byte for byte, pins the newest runtime, and the service passes its

@@ -1,4 +1,4 @@
-"""`lls upgrade` v0.1.0 -> v0.8.0 (the newest) on a service a team has edited: nothing of
+"""`lls upgrade` v0.1.0 -> v0.9.0 (the newest) on a service a team has edited: nothing of
 theirs is lost, everything of the template's arrives, and the service still passes its own
 tests."""
 
