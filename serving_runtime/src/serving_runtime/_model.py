@@ -190,7 +190,23 @@ def _cases(test_data: Any) -> list[tuple[Any, Any]]:
 
 def to_json_value(output: Any) -> Any:
     """The output as a client sees it: plain JSON values (numpy arrays become lists)."""
-    return orjson.loads(orjson.dumps(output, option=orjson.OPT_SERIALIZE_NUMPY))
+    return orjson.loads(dump_output(output))
+
+
+def dump_output(value: Any) -> bytes:
+    """A model's output (or anything holding one) as JSON; TypeError if it is not JSON.
+
+    orjson writes a C-contiguous numpy array itself; any other, such as `predict_proba(X)[:, 1]`
+    of several rows (a view across the rows) or a dtype orjson lacks, goes through `tolist`."""
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY, default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    """orjson's fallback: numpy arrays and scalars as Python values, without importing numpy."""
+    tolist = getattr(value, "tolist", None)
+    if tolist is None:
+        raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+    return tolist()
 
 
 def close(got: Any, expected: Any, tolerance: float) -> bool:

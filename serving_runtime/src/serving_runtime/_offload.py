@@ -24,6 +24,7 @@ import orjson
 
 from ._config import RecordingConfig
 from ._metrics import Metrics
+from ._model import dump_output
 
 if TYPE_CHECKING:
     from ._model import ServedModel
@@ -55,7 +56,7 @@ class Job:
 
     def frame(self) -> bytes:
         """The job as sent: length, then JSON (numpy arrays as lists); TypeError if not JSON."""
-        data = orjson.dumps(self, option=orjson.OPT_SERIALIZE_NUMPY)
+        data = dump_output(self)
         return FRAME.pack(len(data)) + data
 
     @classmethod

@@ -11,6 +11,7 @@ import orjson
 
 from serving_runtime._errors import BadRequest, Forbidden, PredictFailed
 from serving_runtime._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from serving_runtime._model import dump_output
 
 from ._body import read_json_object
 from ._types import (
@@ -99,7 +100,7 @@ class JsonFace:
             "output": prediction.output,
         }
         try:
-            data = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+            data = dump_output(body)
         except TypeError as exc:
             raise PredictFailed(
                 f"model {model_id!r} version {prediction.version!r} returned an output that is "
