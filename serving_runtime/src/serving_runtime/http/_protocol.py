@@ -12,6 +12,10 @@ does not do, measured against this runtime's tests (docs/design.md has the figur
 - answer protocol errors in the runtime's JSON error shape (uvicorn's are plain text), after
   the answers to the requests before the bad one; a body that breaks (a malformed chunk) is
   the app's 400 at once, not a 408 at the body's deadline;
+- read a connection's next bytes only once every request parsed from it has started: uvicorn
+  reads again after every answer and every read of a body, and one read can hold thousands of
+  small pipelined requests, each queued with its scope, so a client that pipelines without
+  reading its answers grew a worker by hundreds of megabytes in seconds;
 - stop gracefully without a race on idle keep-alive connections: one closed at once may be
   carrying the client's next request; here it gets a moment, and that request is answered with
   `Connection: close`;
@@ -26,9 +30,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections import deque
 from typing import Any, ClassVar, NamedTuple
 
 import httptools
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from serving_runtime._admin_socket import peer_may_administer
@@ -60,6 +66,19 @@ class _Refused(Exception):
         self.message = message
 
 
+class _PipelineFlow(FlowControl):
+    """uvicorn's flow control of one connection, whose reading stays paused while requests
+    parsed from it wait behind the one under way (pipelined)."""
+
+    def __init__(self, transport: asyncio.Transport, pipeline: deque[Any]) -> None:
+        super().__init__(transport)
+        self._pipeline = pipeline
+
+    def resume_reading(self) -> None:
+        if not self._pipeline:
+            super().resume_reading()
+
+
 class LimitedProtocol(HttpToolsProtocol):
     """One client connection; `limits` is set on a subclass per server (see `protocol_for`)."""
 
@@ -84,6 +103,7 @@ class LimitedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.flow = _PipelineFlow(transport, self.pipeline)
         sock = transport.get_extra_info("socket")
         admin_socket = self.admin_socket
         if admin_socket is not None and sock is not None and sock.family == socket.AF_UNIX:
@@ -175,7 +195,9 @@ class LimitedProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        super().on_response_complete()  # which may start the last request queued: read on
+        if self.flow.read_paused and not self.pipeline and not self.transport.is_closing():
+            self.flow.resume_reading()
         if self._refusal is not None and not self.pipeline and self.cycle.response_complete:
             self._send_refusal()
 
