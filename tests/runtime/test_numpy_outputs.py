@@ -7,9 +7,6 @@ all still see the model's numbers.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,7 +14,7 @@ from typing import Any
 import httpx
 
 from .conftest import build_service, running, wait_for
-from .test_offload import first_offload_pid, metric
+from .test_offload import first_offload_pid, metric, records
 
 SCORES = """
 import numpy as np
@@ -97,16 +94,8 @@ def test_a_view_across_rows_is_answered_tested_batched_shadowed_and_recorded(
         request_id = answer.json()["request_id"]
 
         def recorded() -> list[dict[str, Any]]:
-            command = [sys.executable, "-m", "serving_runtime", "records"]
-            listed = subprocess.run(
-                [*command, "--config", str(config), "--kind", "primary"],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-            return [
-                r for r in map(json.loads, listed.splitlines()) if r["request_id"] == request_id
-            ]
+            primary = records(config, "--kind", "primary")
+            return [r for r in primary if r["request_id"] == request_id]
 
         wait_for(lambda: len(recorded()) == 1)
         assert recorded()[0]["output"] == [score(r) for r in rows]
